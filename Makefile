@@ -1,0 +1,48 @@
+# Set-up and everyday commands. `make test` and `make run` build the environment in .venv
+# (reused while pyproject.toml and the constraints are unchanged) and then do their job.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONSTRAINTS := .ci/constraints.txt
+XVFB := xvfb-run -a -s "-screen 0 1600x1200x24"
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test env system-deps bench clean
+
+env: $(STAMP)
+
+# torch is pinned through the constraints file for every install: an unpinned torch (or a
+# package asking for a newer one) pulls GBs of CUDA wheels, and a stray `triton` from such an
+# upgrade crashes the CPU build at import; its presence means the environment must be rebuilt.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@if [ -x $(PY) ] && $(PY) -m pip show triton >/dev/null 2>&1; then \
+		echo "triton found in $(VENV): rebuilding the environment"; rm -rf $(VENV); fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[testing]"
+	touch $(STAMP)
+
+# Xvfb and Mesa for napari's OpenGL canvas on machines without a display.
+system-deps:
+	@if ! command -v xvfb-run >/dev/null 2>&1 || ! ldconfig -p | grep -q libGL.so.1; then \
+		echo "installing Xvfb and Mesa (apt)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			xvfb xauth libgl1 libglx-mesa0 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
+			libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
+			libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1 >/dev/null; \
+	fi
+
+test: env system-deps
+	$(XVFB) $(PY) -m pytest
+
+run: env system-deps
+	$(PY) -m napari_unet.demo
+
+bench: env
+	$(PY) benchmarks/tiled_prediction.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,45 @@
+"""Arguments shared by several subcommands, parsed the same way everywhere."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..core.devices import DEVICE_CHOICES
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="model file, or 'default' (the shipped model)")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default: auto)")
+
+
+def add_tiling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tile", type=positive_int, default=None, help="tile side in pixels (default: the model's)")
+    parser.add_argument("--overlap", type=fraction, default=0.25, help="overlap between tiles, in [0, 1) (default 0.25)")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass (default 4)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def channel_list(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected channel indices like 0 or 1,0, got {text!r}") from None

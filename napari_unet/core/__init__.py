@@ -1,0 +1,7 @@
+"""The library under the plugin: no napari, no Qt.
+
+Modules: ``unet`` (network), ``config`` / ``model`` (model files),
+``normalize``, ``tiling`` (overlap-tile prediction), ``predictor``,
+``postprocess`` (labels), ``axes`` / ``stack_io`` (images and stacks),
+``inference`` (predict / segment), ``progress`` (long work as generators).
+"""

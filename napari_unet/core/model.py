@@ -1,0 +1,129 @@
+"""A model: a network with its config, and the one-file format it is saved in.
+
+The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file:
+tensors plus a JSON header. The header's ``napari_unet`` entry holds the
+:class:`~napari_unet.core.config.ModelConfig` as JSON. Loading parses JSON and
+raw tensors only; it never executes code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .config import ModelConfig
+from .errors import ModelFileError
+from .files import atomic_path
+from .unet import UNet
+
+FORMAT_KEY = "napari_unet"
+FORMAT_VERSION = "1"
+MODEL_SUFFIX = ".safetensors"
+BUILTIN_MODELS = {"default": "default_nuclei.safetensors"}
+
+
+@dataclass
+class Model:
+    """A network and everything needed to use it.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+        The network; maps ``(B, in_channels, n, n)`` to ``(B, classes, m, m)`` logits.
+    config : ModelConfig
+        Architecture, task, classes, normalisation, tile and provenance.
+    """
+
+    network: UNet
+    config: ModelConfig
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> Model:
+        """A freshly initialised model (He initialisation) for ``config``."""
+        net = config.network
+        network = UNet(
+            net.in_channels,
+            net.out_channels,
+            depth=net.depth,
+            width=net.width,
+            padding=net.padding,
+            batch_norm=net.batch_norm,
+            upsampling=net.upsampling,
+        )
+        return cls(network.eval(), config)
+
+    @property
+    def in_channels(self) -> int:
+        return self.config.network.in_channels
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.config.class_names
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model to ``path`` atomically; returns the path."""
+        path = Path(path)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        metadata = {FORMAT_KEY: self.config.model_dump_json(), "format_version": FORMAT_VERSION}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+        return path
+
+
+def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
+    """Load a model file, or a model shipped with the package by name (``"default"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file and no built-in model of that name.
+    ModelFileError
+        The file is not a napari-unet model file, or its contents are inconsistent.
+    """
+    path = _resolve(path_or_name)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"{path} is not a napari-unet model file (expected a safetensors file): {e}") from e
+    if FORMAT_KEY not in metadata:
+        raise ModelFileError(f"{path} is a safetensors file but not a napari-unet model: it has no '{FORMAT_KEY}' header")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {metadata.get('format_version')!r}; "
+            f"this napari-unet reads version {FORMAT_VERSION}"
+        )
+    try:
+        config = ModelConfig.model_validate(json.loads(metadata[FORMAT_KEY]))
+    except (ValidationError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path} has an invalid model description: {e}") from e
+    model = Model.from_config(config)
+    try:
+        model.network.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise ModelFileError(f"{path}: the weights do not fit the architecture it describes: {e}") from e
+    model.network.to(device)
+    return model
+
+
+def _resolve(path_or_name: str | os.PathLike) -> Path:
+    name = str(path_or_name)
+    if name in BUILTIN_MODELS:
+        builtin = resources.files("napari_unet") / "models" / BUILTIN_MODELS[name]
+        if not builtin.is_file():
+            raise FileNotFoundError(f"the built-in model {name!r} is not installed (expected {builtin})")
+        return Path(str(builtin))
+    path = Path(path_or_name).expanduser()
+    if not path.is_file():
+        known = ", ".join(repr(n) for n in BUILTIN_MODELS)
+        raise FileNotFoundError(f"model {name!r} not found: expected a model file or one of {known}")
+    return path

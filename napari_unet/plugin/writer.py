@@ -1,0 +1,16 @@
+"""Writer: a Labels layer to a TIFF, atomically (an existing file is replaced only when complete)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.stack_io import write_labels as _write
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    axes = (meta.get("metadata") or {}).get("axes")
+    data = np.asarray(data)
+    if axes is not None and len(axes) != data.ndim:
+        axes = None
+    _write(path, data, axes=axes)
+    return [path]
