@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 INSTANCE_CLASSES = ("background", "interior", "boundary")
 
+# Target value of pixels that carry no annotation: losses and metrics skip them
+# (never taken as background). 255, as in the DRIVE recipe's ignore label.
+IGNORE_INDEX = 255
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
