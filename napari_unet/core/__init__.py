@@ -4,4 +4,6 @@ Modules: ``unet`` (network), ``config`` / ``model`` (model files),
 ``normalize``, ``tiling`` (overlap-tile prediction), ``predictor``,
 ``postprocess`` (labels), ``axes`` / ``stack_io`` (images and stacks),
 ``inference`` (predict / segment), ``progress`` (long work as generators).
+Training: ``losses`` (ignore-aware, weighted), ``weightmap`` (the U-Net
+border weights), ``metrics`` (pixel, object and probability-map scores).
 """

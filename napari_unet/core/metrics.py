@@ -175,7 +175,9 @@ def _pair(pred: Any, target: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"pred and target {what} must have the same shape, got {pred.shape} and {target.shape}")
     for name, a in (("pred", pred), ("target", target)):
         if a.dtype != bool and not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer {what}, got dtype {a.dtype} (take the argmax or threshold first)")
+            raise ValueError(
+                f"{name} must hold integer {what}, got dtype {a.dtype} (take the argmax or threshold first)"
+            )
     return pred, target
 
 

@@ -82,7 +82,9 @@ def unet_weight_map(
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or not (labels.dtype == bool or np.issubdtype(labels.dtype, np.integer)):
-        raise ValueError(f"labels must be a 2D integer instance label image, got {labels.dtype} of shape {labels.shape}")
+        raise ValueError(
+            f"labels must be a 2D integer instance label image, got {labels.dtype} of shape {labels.shape}"
+        )
     if labels.size and labels.min() < 0:
         raise ValueError(f"labels must be non-negative object ids (0 = background), found {labels.min()}")
     if not w0 >= 0:
@@ -92,7 +94,9 @@ def unet_weight_map(
     if ignore is not None:
         ignore = np.asarray(ignore)
         if ignore.shape != labels.shape or ignore.dtype != bool:
-            raise ValueError(f"ignore must be a bool mask of shape {labels.shape}, got {ignore.dtype} of shape {ignore.shape}")
+            raise ValueError(
+                f"ignore must be a bool mask of shape {labels.shape}, got {ignore.dtype} of shape {ignore.shape}"
+            )
 
     foreground = labels > 0
     weight = _class_weights(foreground, ignore) if class_balance else np.ones(labels.shape, np.float32)
