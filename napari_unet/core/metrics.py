@@ -138,6 +138,13 @@ def mean_iou(
 ) -> float:
     """Mean of :func:`class_iou` over the classes present in ``pred`` or ``target``.
 
+    Parameters
+    ----------
+    pred, target : ndarray of integer class ids, same shape
+        See :func:`confusion_matrix`.
+    num_classes : int
+    ignore_index : int or None
+
     Returns
     -------
     float
