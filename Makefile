@@ -9,7 +9,7 @@ CONSTRAINTS := .ci/constraints.txt
 XVFB := xvfb-run -a -s "-screen 0 1600x1200x24"
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test env system-deps bench clean
+.PHONY: run test env system-deps bench default-model clean
 
 env: $(STAMP)
 
@@ -43,6 +43,10 @@ run: env system-deps
 
 bench: env
 	$(PY) benchmarks/tiled_prediction.py
+
+# Rebuild the shipped default model from ../shared/data/dsb2018 (about 90 minutes on 2 CPU cores).
+default-model: env
+	$(PY) scripts/train_default_model.py --minutes 85
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -9,9 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import segment
+from . import segment, train
 
-SUBCOMMANDS = (segment,)
+SUBCOMMANDS = (segment, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

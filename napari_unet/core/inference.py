@@ -96,12 +96,11 @@ class Segmenter:
 
     def iter_probabilities(self, plane: np.ndarray) -> Generator[Progress, None, np.ndarray]:
         """Class probabilities ``(K, Y, X)`` of one raw ``(C, Y, X)`` plane; a generator."""
-        x = normalize(plane, self.model.config.normalization)
-        return (
-            yield from predict_tiles(
-                x, self.predictor, batch_size=self.batch_size, **self._tiling(plane.shape[1:])
-            )
-        )
+        return (yield from self.iter_normalized(normalize(plane, self.model.config.normalization)))
+
+    def iter_normalized(self, x: np.ndarray) -> Generator[Progress, None, np.ndarray]:
+        """Class probabilities ``(K, Y, X)`` of an already normalised ``(C, Y, X)`` plane; a generator."""
+        return (yield from predict_tiles(x, self.predictor, batch_size=self.batch_size, **self._tiling(x.shape[1:])))
 
     def labels(self, prob: np.ndarray, *, output: Output = "instances", min_size: int = 10) -> np.ndarray:
         """Labels ``(Y, X)`` from probabilities ``(K, Y, X)``."""

@@ -1,0 +1,121 @@
+"""``napari-unet train``: fine-tune a model (or train one from scratch) on images and labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..core.config import INSTANCE_CLASSES, ModelConfig
+from ..core.errors import NapariUNetError
+from ..core.model import Model, load_model
+from ..core.progress import run
+from ..core.training import TrainConfig, Trainer, split_validation
+from ..core.training.files import load_samples, median_object_size, scale_to
+from .options import channel_list, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model on images and labels (or train one from scratch)",
+        description="Fine-tune a model on corrected labels, or train one from scratch. Pixels outside the "
+        "reviewed masks (when given) are ignored. Part of the reviewed data is held out to check that the "
+        "result beats the starting model; a model that does not is reported and not written.",
+    )
+    p.add_argument("--images", nargs="+", required=True, help="image TIFFs or folders")
+    p.add_argument("--labels", nargs="+", required=True, help="labels TIFFs or folders, one per image")
+    p.add_argument("--masks", nargs="+", help="reviewed-region TIFFs (nonzero = reviewed), one per image")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--from", dest="start", default="default", help="default | PATH | scratch (default: default)")
+    p.add_argument("--task", choices=("instances", "semantic"), default="instances", help="for --from scratch")
+    p.add_argument("--classes", type=positive_int, default=2, help="semantic classes, for --from scratch")
+    p.add_argument("--width", type=positive_int, default=16, help="first-level channels, for --from scratch")
+    p.add_argument("--depth", type=positive_int, default=4, help="poolings, for --from scratch")
+    p.add_argument("--unpadded", action="store_true", help="the paper's unpadded U-Net, for --from scratch")
+    p.add_argument("--object-size", type=float, help="object diameter (px) to train at (default: the parent's)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=positive_int, help="training steps")
+    length.add_argument("--minutes", type=float, help="training time")
+    p.add_argument("--config", help="JSON file of training settings (TrainConfig fields); options override it")
+    p.add_argument("--axes", help="axes of the images (default: from the files)")
+    p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--force", action="store_true", help="write the result even if it did not beat the parent")
+    p.set_defaults(run=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise NapariUNetError(f"cannot write {output}: folder {output.parent} does not exist")
+    config = _train_config(args)
+    parent = _start_model(args)
+    samples = load_samples(args.images, args.labels, parent.config, masks=args.masks, axes=args.axes, channels=args.channels)
+    parent = _with_object_size(parent, samples, args)
+    if parent.config.object_size:
+        samples = scale_to(samples, parent.config.object_size)
+    train, val = split_validation(samples, config.val_fraction, np.random.default_rng(config.seed))
+    print(f"training on {len(train)} plane(s), validating on {len(val)}", file=sys.stderr)
+    trainer = Trainer(parent, train, val, config, device=args.device, from_scratch=args.start == "scratch")
+    result = run(trainer.run(), _report)
+    print(result.verdict(), file=sys.stderr)
+    if result.best_score is not None:
+        print(json.dumps({"validation": result.best_score.details, "metric": result.best_score.name}), file=sys.stderr)
+    if result.improved is False and not args.force:
+        print(f"{output} not written (use --force to write the fine-tuned model anyway)", file=sys.stderr)
+        return 1
+    model = result.finetuned if args.force else result.model
+    model.save(output)
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    settings = {}
+    if args.config:
+        try:
+            settings = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise NapariUNetError(f"cannot read training settings {args.config}: {e}") from e
+    if args.steps is not None:
+        settings.update(steps=args.steps, minutes=None)
+    if args.minutes is not None:
+        settings.update(minutes=args.minutes, steps=None)
+    if "steps" not in settings and "minutes" not in settings:
+        settings["minutes"] = 5.0
+    return TrainConfig.model_validate(settings)
+
+
+def _start_model(args: argparse.Namespace) -> Model:
+    if args.start != "scratch":
+        return load_model(args.start)
+    in_channels = len(args.channels) if args.channels else 1
+    network = dict(in_channels=in_channels, width=args.width, depth=args.depth)
+    if args.unpadded:
+        network.update(padding=False, batch_norm=False, upsampling="transposed")
+    if args.task == "instances":
+        network["out_channels"] = 3
+        config = ModelConfig(network=network, task="instances", class_names=INSTANCE_CLASSES)
+    else:
+        network["out_channels"] = args.classes
+        names = tuple(f"class {i}" for i in range(args.classes))
+        config = ModelConfig(network=network, task="semantic", class_names=names)
+    return Model.from_config(config)
+
+
+def _with_object_size(model: Model, samples, args: argparse.Namespace) -> Model:
+    if model.config.task != "instances":
+        return model
+    size = args.object_size or model.config.object_size or median_object_size(samples)
+    return Model(model.network, model.config.model_copy(update={"object_size": size}))
+
+
+def _report(update) -> None:
+    if update.score is not None or update.step % 10 == 0:
+        left = f", {update.seconds_left:.0f} s left" if update.seconds_left is not None else ""
+        score = f", validation {update.score}" if update.score is not None else ""
+        print(f"step {update.step}: loss {update.loss:.4f}{score}{left}", file=sys.stderr)

@@ -1,0 +1,72 @@
+"""Typed, validated training settings, built alike by the widget, the CLI and scripts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class AugmentConfig(BaseModel):
+    """On-the-fly augmentation of each patch.
+
+    Geometry (flips, free rotation, scale, the U-Net paper's elastic
+    deformation: random displacements on a coarse ``elastic_grid`` grid with
+    ``elastic_sigma`` px standard deviation, smoothly interpolated) is applied
+    in one resampling; intensity changes follow.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flips: bool = True
+    rotate: bool = True
+    scale: tuple[float, float] = Field((1.0, 1.0), description="range of zoom factors (log-uniform)")
+    elastic: bool = True
+    elastic_grid: int = Field(3, ge=2, le=16)
+    elastic_sigma: float = Field(10.0, ge=0.0, le=50.0)
+    intensity: bool = True
+    noise: float = Field(0.03, ge=0.0, le=1.0, description="largest Gaussian noise std (normalised units)")
+    invert: float = Field(0.0, ge=0.0, le=1.0, description="probability of inverting intensities")
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> AugmentConfig:
+        lo, hi = self.scale
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale must be a range (min, max) with 0 < min <= max, got {self.scale}")
+        return self
+
+
+class TrainConfig(BaseModel):
+    """How long and how to train.
+
+    Length: ``steps`` or ``minutes`` (whichever comes first when both are
+    given). A validation score is computed every ``val_every`` steps on held-out
+    reviewed data; the best checkpoint is kept.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+    patch: int = Field(256, ge=32, le=2048)
+    batch_size: int = Field(4, ge=1, le=256)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.99, ge=0, lt=1, description="for SGD / RMSprop; the paper's 0.99")
+    schedule: Literal["constant", "cosine"] = "cosine"
+    loss: Literal["ce", "dice", "ce_dice", "weighted_ce"] = "ce_dice"
+    w0: float = Field(10.0, ge=0, description="border weight of the paper's weighted cross-entropy")
+    sigma: float = Field(5.0, gt=0, description="border width (px) of the paper's weighted cross-entropy")
+    object_bias: float = Field(0.5, ge=0, le=1, description="share of patches centred on an object")
+    augment: AugmentConfig = AugmentConfig()
+    val_every: int = Field(50, ge=1)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    seed: int = 0
+    amp: bool = Field(True, description="mixed precision on CUDA")
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainConfig:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give the training length: steps or minutes")
+        return self

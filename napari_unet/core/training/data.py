@@ -1,0 +1,247 @@
+"""Training data: what the user reviewed, split for validation, sampled as augmented patches.
+
+A :class:`Sample` is one plane: the normalised image, its labels and the
+reviewed mask. Pixels outside the reviewed region carry ``IGNORE_INDEX`` in
+the target, so they never count. Patches are drawn around reviewed pixels,
+with a bias towards objects, and resampled in one step for the geometric
+augmentations (so the target stays aligned with the image exactly).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..axes import plane_layout
+from ..config import IGNORE_INDEX, ModelConfig
+from ..normalize import normalize
+from ..targets import instance_targets, semantic_targets
+from .config import AugmentConfig
+
+
+@dataclass
+class Sample:
+    """One reviewed plane.
+
+    Attributes
+    ----------
+    image : ndarray of shape (C, Y, X), float32
+        Normalised as the model expects.
+    labels : ndarray of shape (Y, X), integer
+        Instance ids or class ids, as drawn.
+    reviewed : ndarray of shape (Y, X), bool
+        Pixels the user checked.
+    target : ndarray of shape (Y, X), uint8
+        Training classes, ``IGNORE_INDEX`` where not reviewed.
+    name : str
+        Where it came from, for provenance.
+    zoom : float
+        Magnification applied when patches are drawn (model object size /
+        this sample's object size), so every sample is seen at the model's scale.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    reviewed: np.ndarray
+    target: np.ndarray
+    name: str = ""
+    zoom: float = 1.0
+
+    @property
+    def n_reviewed(self) -> int:
+        return int(self.reviewed.sum())
+
+
+def make_samples(
+    image,
+    labels,
+    config: ModelConfig,
+    *,
+    reviewed=None,
+    axes: str | None = None,
+    channels: Sequence[int] | None = None,
+    name: str = "",
+) -> list[Sample]:
+    """Training samples from an image or stack and its labels (one per plane).
+
+    Parameters
+    ----------
+    image : array-like
+        Raw image or stack (any real dtype), axes as for prediction.
+    labels : array-like
+        Labels with the image's shape minus its channel axis.
+    config : ModelConfig
+        The model to train: channels, normalisation, task.
+    reviewed : array-like of bool, optional
+        Same shape as ``labels``; everything is reviewed when not given.
+    """
+    layout = plane_layout(np.shape(image), axes, config.network.in_channels, channels)
+    labels = np.asarray(labels)
+    if labels.shape != layout.out_shape:
+        raise ValueError(f"labels of shape {labels.shape} do not fit the image: expected {layout.out_shape}")
+    if labels.dtype.kind not in "iub":
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    reviewed = np.ones(labels.shape, bool) if reviewed is None else np.asarray(reviewed, dtype=bool)
+    if reviewed.shape != labels.shape:
+        raise ValueError(f"the reviewed mask has shape {reviewed.shape}, the labels {labels.shape}")
+    samples = []
+    for index, plane in layout.planes(image):
+        lab, rev = labels[index], reviewed[index]
+        if not rev.any():
+            continue
+        if config.task == "instances":
+            target = instance_targets(lab, rev)
+        else:
+            target = semantic_targets(lab, rev, num_classes=config.network.out_channels)
+        where = f"{name}{list(index)}" if index else name
+        samples.append(Sample(normalize(plane, config.normalization), lab, rev, target, where))
+    return samples
+
+
+def split_validation(
+    samples: list[Sample], fraction: float, rng: np.random.Generator
+) -> tuple[list[Sample], list[Sample]]:
+    """Hold out part of the reviewed data for validation.
+
+    With five samples or more, whole samples are held out (at least one).
+    With fewer, a band of each sample's reviewed region (``fraction`` of it,
+    along its longer side) is held out and ignored for training, so even a
+    single corrected image yields a validation score.
+    """
+    if fraction <= 0 or not samples:
+        return list(samples), []
+    if len(samples) >= 5:
+        order = rng.permutation(len(samples))
+        n_val = max(1, round(fraction * len(samples)))
+        val = [samples[i] for i in order[:n_val]]
+        train = [samples[i] for i in order[n_val:]]
+        return train, val
+    train, val = [], []
+    for s in samples:
+        band = _validation_band(s.reviewed, fraction)
+        if band is None:
+            train.append(s)
+            continue
+        train_target = s.target.copy()
+        train_target[band] = IGNORE_INDEX
+        train.append(replace(s, target=train_target, reviewed=s.reviewed & ~band))
+        val.append(replace(s, reviewed=s.reviewed & band, target=np.where(band, s.target, IGNORE_INDEX).astype(np.uint8)))
+    return train, val
+
+
+def _validation_band(reviewed: np.ndarray, fraction: float) -> np.ndarray | None:
+    ys, xs = np.nonzero(reviewed)
+    if ys.size < 64 * 64:
+        return None
+    axis_coords = xs if np.ptp(xs) >= np.ptp(ys) else ys
+    cut = np.quantile(axis_coords, 1 - fraction)
+    band = np.zeros_like(reviewed)
+    if axis_coords is xs:
+        band[:, int(np.ceil(cut)) :] = True
+    else:
+        band[int(np.ceil(cut)) :, :] = True
+    return band & reviewed
+
+
+class PatchSampler:
+    """Draw augmented training patches from samples.
+
+    Parameters
+    ----------
+    samples : list of Sample
+    patch : int
+        Patch side.
+    augment : AugmentConfig
+    object_bias : float
+        Probability that a patch is centred on a labelled object (else on any reviewed pixel).
+    rng : numpy.random.Generator
+    """
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        *,
+        patch: int,
+        augment: AugmentConfig,
+        object_bias: float,
+        rng: np.random.Generator,
+    ):
+        samples = [s for s in samples if (s.target != IGNORE_INDEX).any()]
+        if not samples:
+            raise ValueError("no reviewed pixels to train on: mark a region as reviewed (or label some objects)")
+        self.samples = samples
+        self.patch = patch
+        self.augment = augment
+        self.object_bias = object_bias
+        self.rng = rng
+        counts = np.array([(s.target != IGNORE_INDEX).sum() for s in samples], dtype=np.float64)
+        self._p = counts / counts.sum()
+        self._reviewed = [np.flatnonzero(s.target != IGNORE_INDEX) for s in samples]
+        self._objects = [np.flatnonzero((s.target != IGNORE_INDEX) & (s.labels > 0)) for s in samples]
+        # labels are only used inside the reviewed region (per-object loss weights)
+        self._labels = [np.where(s.target != IGNORE_INDEX, s.labels, 0) for s in samples]
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` patches: images ``(n, C, P, P)`` float32, targets ``(n, P, P)`` int64 and
+        the labels they come from ``(n, P, P)`` (for per-object weights)."""
+        patches = [self._one() for _ in range(n)]
+        images, targets, labels = (np.stack(p) for p in zip(*patches))
+        return images, targets.astype(np.int64), labels
+
+    def _one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = self.rng
+        i = rng.choice(len(self.samples), p=self._p)
+        s = self.samples[i]
+        pool = self._objects[i] if self._objects[i].size and rng.random() < self.object_bias else self._reviewed[i]
+        cy, cx = np.unravel_index(pool[rng.integers(pool.size)], s.target.shape)
+        coords = self._coordinates(cy, cx, s.zoom)
+        image = np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror") for c in s.image])
+        target = ndi.map_coordinates(s.target, coords, order=0, mode="constant", cval=IGNORE_INDEX)
+        labels = ndi.map_coordinates(self._labels[i], coords, order=0, mode="constant", cval=0)
+        if self.augment.intensity:
+            image = self._intensity(image)
+        return image.astype(np.float32, copy=False), target, labels
+
+    def _coordinates(self, cy: float, cx: float, zoom: float) -> np.ndarray:
+        """Source coordinates (2, P, P) of each patch pixel: zoom, rotation, flips, elastic."""
+        a, rng, p = self.augment, self.rng, self.patch
+        grid = np.mgrid[:p, :p].astype(np.float64) - (p - 1) / 2
+        lo, hi = a.scale
+        zoom *= np.exp(rng.uniform(np.log(lo), np.log(hi))) if hi > lo else lo
+        angle = rng.uniform(0, 2 * np.pi) if a.rotate else 0.0
+        flip = -1.0 if a.flips and rng.random() < 0.5 else 1.0
+        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+        y = cos * grid[0] - sin * grid[1] * flip
+        x = sin * grid[0] + cos * grid[1] * flip
+        if a.elastic and a.elastic_sigma > 0:
+            coarse = rng.normal(0, a.elastic_sigma, (2, a.elastic_grid, a.elastic_grid))
+            up = self._upsampler
+            y = y + up @ coarse[0] @ up.T
+            x = x + up @ coarse[1] @ up.T
+        return np.stack([y + cy, x + cx])
+
+    @functools.cached_property
+    def _upsampler(self) -> np.ndarray:
+        """(P, grid) matrix of cubic-spline interpolation from the coarse grid to the patch.
+
+        Interpolation is linear in the grid values, so one matrix serves every
+        patch (a matrix product instead of a spline zoom per displacement field).
+        """
+        g, p = self.augment.elastic_grid, self.patch
+        basis = np.eye(g)
+        return np.stack([ndi.zoom(e, p / g, order=3, grid_mode=True, mode="nearest")[:p] for e in basis], axis=1)
+
+    def _intensity(self, image: np.ndarray) -> np.ndarray:
+        a, rng = self.augment, self.rng
+        if a.invert and rng.random() < a.invert:
+            image = 1.0 - image
+        gamma = np.exp(rng.uniform(np.log(0.7), np.log(1.5)))
+        image = np.sign(image) * np.abs(image) ** gamma
+        image = image * rng.uniform(0.75, 1.25) + rng.uniform(-0.1, 0.1)
+        if a.noise:
+            image = image + rng.normal(0, rng.uniform(0, a.noise), image.shape)
+        return image

@@ -1,0 +1,281 @@
+"""Train or fine-tune a model; a generator of typed updates that can be stopped between steps.
+
+>>> trainer = Trainer(model, train_samples, val_samples, TrainConfig(minutes=1))
+>>> for update in trainer.run():      # or progress.run(trainer.run())
+...     print(update)                 # TrainUpdate: step, loss, score, time left
+>>> result = trainer.result           # also returned by run()
+
+``trainer.stop()`` (from any thread) ends the run after the current step and
+the run still returns a :class:`TrainResult` with the best model so far.
+
+"Did it help?": the parent model is scored on the validation data first; the
+fine-tuned model is adopted only if its best validation score beats the
+parent's. Otherwise ``result.model`` is the parent and ``result.improved`` is
+False, so a bad fine-tune (say, on wrong labels) is reported, not kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..config import IGNORE_INDEX
+from ..devices import resolve_device
+from ..losses import get_loss
+from ..model import Model
+from ..weightmap import unet_weight_map
+from .config import TrainConfig
+from .data import PatchSampler, Sample
+from .scoring import Score, score
+
+
+@dataclass(frozen=True)
+class TrainUpdate:
+    """Progress of a run, yielded after each step."""
+
+    step: int
+    total_steps: int | None
+    seconds: float
+    seconds_left: float | None
+    loss: float
+    score: Score | None = None
+
+    @property
+    def fraction(self) -> float:
+        if self.seconds_left is None:
+            return self.step / self.total_steps if self.total_steps else 0.0
+        return self.seconds / max(self.seconds + self.seconds_left, 1e-9)
+
+
+@dataclass
+class TrainResult:
+    """The outcome of a run.
+
+    ``model`` is what should be used from now on: the best fine-tuned
+    checkpoint if it beat the parent on validation, else the parent.
+    """
+
+    model: Model
+    finetuned: Model
+    parent: Model | None
+    parent_score: Score | None
+    best_score: Score | None
+    improved: bool | None
+    steps: int
+    seconds: float
+    stopped: bool
+    history: list[TrainUpdate] = field(default_factory=list)
+
+    def verdict(self) -> str:
+        """One sentence for people: did the fine-tune help?"""
+        if self.improved is None:
+            return "no validation data: the result could not be checked against the parent model"
+        if self.parent_score is None:
+            return f"trained from scratch: {self.best_score} on validation"
+        if self.improved:
+            return f"improved: {self.parent_score} -> {self.best_score} on validation"
+        return (
+            f"not adopted: the fine-tuned model scored {self.best_score} on validation, "
+            f"the parent {self.parent_score}; keeping the parent"
+        )
+
+
+class Trainer:
+    """Train ``model`` (a copy; the parent is never modified) on reviewed samples.
+
+    Parameters
+    ----------
+    model : Model
+        The starting point (parent), or a freshly initialised model.
+    train, val : list of Sample
+        Training and validation samples (see :func:`~.data.split_validation`).
+    config : TrainConfig
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+    from_scratch : bool
+        ``model`` is untrained: no parent to compare with.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        train: list[Sample],
+        val: list[Sample],
+        config: TrainConfig,
+        *,
+        device: str = "auto",
+        from_scratch: bool = False,
+    ):
+        self.config = config
+        self.device = resolve_device(device)
+        self.parent = None if from_scratch else model
+        self.model_config = model.config
+        self.network = copy.deepcopy(model.network).to(self.device)
+        self.train_samples, self.val_samples = train, val
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+        self.sampler = PatchSampler(
+            train, patch=config.patch, augment=config.augment, object_bias=config.object_bias, rng=self.rng
+        )
+        self.loss_fn = get_loss(config.loss)
+        self._stop = False
+        self.result: TrainResult | None = None
+
+    def stop(self) -> None:
+        """Ask the run to end after the current step (thread-safe: a flag)."""
+        self._stop = True
+
+    def run(self) -> Generator[TrainUpdate, None, TrainResult]:
+        """Train; yield a :class:`TrainUpdate` per step; return the :class:`TrainResult`."""
+        cfg = self.config
+        parent_score = self._score() if self.parent is not None and self.val_samples else None
+        best_score, best_state = None, None
+        optimizer = self._optimizer()
+        use_amp = cfg.amp and self.device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        channels_last = self.device.type == "cpu"
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        history: list[TrainUpdate] = []
+        start = time.perf_counter()
+        step = 0
+        while not self._finished(step, time.perf_counter() - start):
+            self._set_lr(optimizer, step, time.perf_counter() - start)
+            loss = self._step(optimizer, scaler, use_amp, channels_last)
+            step += 1
+            elapsed = time.perf_counter() - start
+            current = None
+            if self.val_samples and (step % cfg.val_every == 0 or self._finished(step, elapsed)):
+                current = self._score()
+                if best_score is None or current.value > best_score.value:
+                    best_score, best_state = current, copy.deepcopy(self.network.state_dict())
+            update = TrainUpdate(step, cfg.steps, elapsed, self._seconds_left(step, elapsed), loss, current)
+            history.append(update)
+            yield update
+        if best_state is None:  # no validation: the last state is the result
+            best_state = self.network.state_dict()
+            if self.val_samples and step:
+                best_score = self._score()
+        finetuned = self._model_from(best_state, step, time.perf_counter() - start, best_score, parent_score)
+        improved = _improved(parent_score, best_score, has_parent=self.parent is not None)
+        adopted = finetuned if (improved or self.parent is None or improved is None) else self.parent
+        self.result = TrainResult(
+            model=adopted,
+            finetuned=finetuned,
+            parent=self.parent,
+            parent_score=parent_score,
+            best_score=best_score,
+            improved=improved,
+            steps=step,
+            seconds=time.perf_counter() - start,
+            stopped=self._stop,
+            history=history,
+        )
+        return self.result
+
+    def _finished(self, step: int, elapsed: float) -> bool:
+        cfg = self.config
+        if self._stop:
+            return True
+        if cfg.steps is not None and step >= cfg.steps:
+            return True
+        return cfg.minutes is not None and elapsed >= cfg.minutes * 60
+
+    def _seconds_left(self, step: int, elapsed: float) -> float | None:
+        cfg = self.config
+        left = []
+        if cfg.steps is not None and step:
+            left.append(elapsed / step * (cfg.steps - step))
+        if cfg.minutes is not None:
+            left.append(cfg.minutes * 60 - elapsed)
+        return max(0.0, min(left)) if left else None
+
+    def _step(self, optimizer, scaler, use_amp: bool, channels_last: bool) -> float:
+        cfg = self.config
+        self.network.train()
+        images, targets, labels = self.sampler.batch(cfg.batch_size)
+        x = torch.from_numpy(images).to(self.device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy(targets).to(self.device)
+        weight = self._weights(labels, targets) if cfg.loss == "weighted_ce" else None
+        with torch.autocast(self.device.type, enabled=use_amp):
+            logits = self.network(x)
+        margin = (y.shape[-1] - logits.shape[-1]) // 2
+        if margin:  # unpadded networks predict the centre of the patch
+            y = y[..., margin:-margin, margin:-margin]
+            weight = weight[..., margin:-margin, margin:-margin] if weight is not None else None
+        kwargs = {"weight": weight} if weight is not None else {}
+        loss = self.loss_fn(logits.float(), y, **kwargs)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return float(loss.detach())
+
+    def _weights(self, labels: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+        """The paper's border weights, from the objects of each patch."""
+        cfg = self.config
+        maps = [
+            unet_weight_map(lab, w0=cfg.w0, sigma=cfg.sigma, ignore=t == IGNORE_INDEX)
+            for lab, t in zip(labels, targets)
+        ]
+        return torch.from_numpy(np.stack(maps)).to(self.device)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = self.network.parameters()
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _set_lr(self, optimizer: torch.optim.Optimizer, step: int, elapsed: float) -> None:
+        cfg = self.config
+        if cfg.schedule == "constant":
+            return
+        progress = step / cfg.steps if cfg.steps else 0.0
+        if cfg.minutes is not None:
+            progress = max(progress, elapsed / (cfg.minutes * 60))
+        warmup = min(1.0, (step + 1) / 20)
+        lr = cfg.lr * warmup * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+    def _score(self) -> Score:
+        return score(self.network, self.val_samples, self.model_config, device=self.device)
+
+    def _model_from(self, state, steps: int, seconds: float, best: Score | None, parent: Score | None) -> Model:
+        network = copy.deepcopy(self.network).cpu()
+        network.load_state_dict({k: v.cpu() for k, v in state.items()})
+        network.to(memory_format=torch.contiguous_format).eval()
+        previous = self.parent.config.provenance if self.parent is not None else None
+        provenance = {
+            "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "data": sorted({s.name for s in self.train_samples + self.val_samples}),
+            "steps": steps,
+            "seconds": round(seconds, 1),
+            "device": str(self.device),
+            "train_config": self.config.model_dump(mode="json"),
+            "validation": {"score": best.value, "metric": best.name} if best else None,
+            "parent": {"validation": parent.value if parent else None, "provenance": previous}
+            if self.parent is not None
+            else None,
+        }
+        return Model(network, self.model_config.model_copy(update={"provenance": provenance}))
+
+
+def _improved(parent: Score | None, best: Score | None, *, has_parent: bool) -> bool | None:
+    if not has_parent:
+        return True if best is not None else None
+    if parent is None or best is None:
+        return None
+    return best.value > parent.value

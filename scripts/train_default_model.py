@@ -1,0 +1,130 @@
+"""Rebuild the shipped default nuclei model from DSB 2018 with the project's own training code.
+
+    make default-model                      # the recipe, as shipped
+    python scripts/train_default_model.py --minutes 60 --out napari_unet/models/default_nuclei.safetensors
+
+The held-out split (by image id, stratified by the ``modality`` tag of the
+data's index.json, seeded) is written to ``scripts/dsb2018_split.json`` and
+reused when it exists, so training never sees the images the model card is
+scored on. Each training image is zoomed so that its median nucleus is
+``--object-size`` pixels across (scale augmentation around it), which is
+what lets prediction rescale any user's image to the size the model knows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from napari_unet.core.config import ModelConfig
+from napari_unet.core.model import Model
+from napari_unet.core.progress import run
+from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples, split_validation
+from napari_unet.core.training.files import scale_to
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLIT = ROOT / "scripts" / "dsb2018_split.json"
+
+
+def held_out_split(index: list[dict], fraction: float, seed: int) -> dict[str, list[str]]:
+    """Image ids held out per modality (at least one per modality), the rest for training."""
+    rng = np.random.default_rng(seed)
+    test, train = [], []
+    for modality in sorted({e["modality"] for e in index}):
+        ids = sorted(e["id"] for e in index if e["modality"] == modality)
+        order = rng.permutation(len(ids))
+        n = max(1, round(fraction * len(ids)))
+        test += [ids[i] for i in order[:n]]
+        train += [ids[i] for i in order[n:]]
+    return {"seed": seed, "fraction": fraction, "test": sorted(test), "train": sorted(train)}
+
+
+def load_split(data: Path, fraction: float, seed: int) -> dict:
+    if SPLIT.exists():
+        return json.loads(SPLIT.read_text())
+    index = json.loads((data / "index.json").read_text())
+    split = held_out_split(index, fraction, seed)
+    SPLIT.write_text(json.dumps(split, indent=1) + "\n")
+    return split
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "dsb2018")
+    p.add_argument("--out", type=Path, default=ROOT / "napari_unet" / "models" / "default_nuclei.safetensors")
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--object-size", type=float, default=20.0)
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    split = load_split(args.data, 0.15, args.seed)
+    config = ModelConfig(
+        network=dict(in_channels=1, out_channels=3, width=args.width, depth=args.depth),
+        tile=1024,
+        overlap=32,
+        object_size=args.object_size,
+    )
+    model = Model.from_config(config)
+    samples = []
+    for image_id in split["train"]:
+        image = tifffile.imread(args.data / "images" / f"{image_id}.tif")
+        labels = tifffile.imread(args.data / "labels" / f"{image_id}.tif")
+        samples += make_samples(image, labels, config, name=image_id)
+    samples = scale_to(samples, args.object_size)
+    train_config = TrainConfig(
+        minutes=args.minutes,
+        patch=args.patch,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loss="ce_dice",
+        val_every=400,
+        val_fraction=0.05,
+        seed=args.seed,
+        augment=AugmentConfig(scale=(0.7, 1.4), elastic=True, noise=0.05),
+    )
+    train, val = split_validation(samples, train_config.val_fraction, np.random.default_rng(args.seed))
+    print(f"{len(train)} training images, {len(val)} validation images, {len(split['test'])} held out", flush=True)
+    trainer = Trainer(model, train, val, train_config, device=args.device, from_scratch=True)
+    start = time.time()
+
+    def report(update):
+        if update.score is not None:
+            print(f"step {update.step} loss {update.loss:.4f} {update.score} ({update.seconds:.0f} s)", flush=True)
+
+    result = run(trainer.run(), report)
+    command = "python scripts/train_default_model.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    provenance = dict(result.model.config.provenance)
+    provenance.update(
+        name="default nuclei",
+        data="DSB 2018 stage1_train (BBBC038, CC0), held-out split in scripts/dsb2018_split.json",
+        data_images=len(split["train"]),
+        command=command.strip(),
+        hardware=f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
+        torch=torch.__version__,
+        seed=args.seed,
+        wall_seconds=round(time.time() - start),
+    )
+    final = Model(result.model.network, result.model.config.model_copy(update={"provenance": provenance}))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    final.save(args.out)
+    print(f"wrote {args.out}: {result.steps} steps, {result.seconds / 60:.1f} min, validation {result.best_score}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Training core: ignored pixels never count, Stop is prompt, a bad fine-tune is not adopted."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_unet import segment
+from napari_unet.core.config import IGNORE_INDEX
+from napari_unet.core.targets import instance_targets
+from napari_unet.core.training import TrainConfig, Trainer, make_samples, split_validation
+from napari_unet.core.training.data import PatchSampler
+
+from .conftest import dsb_path, small_model
+
+FLUO = "0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9"
+
+
+def _real_crop(size=128):
+    image = tifffile.imread(dsb_path("images", FLUO))[:size, :size]
+    labels = tifffile.imread(dsb_path("labels", FLUO))[:size, :size]
+    return image, labels
+
+
+def test_targets_outside_the_reviewed_region_are_ignored_and_do_not_shape_the_inside():
+    labels = np.zeros((10, 10), np.uint16)
+    labels[2:8, 2:8] = 1
+    reviewed = np.zeros((10, 10), bool)
+    reviewed[:, :5] = True
+    garbage = labels.copy()
+    garbage[:, 5:] = 7  # a different id right next to the reviewed object
+    a, b = instance_targets(labels, reviewed), instance_targets(garbage, reviewed)
+    assert (a[:, 5:] == IGNORE_INDEX).all()
+    np.testing.assert_array_equal(a, b)
+    assert a[4, 4] == 1 and a[2, 3] == 2 and a[0, 0] == 0
+
+
+@pytest.mark.parametrize("loss", ["ce_dice", "weighted_ce"])
+def test_labels_outside_the_reviewed_region_do_not_influence_training(loss):
+    image, labels = _real_crop()
+    reviewed = np.zeros(labels.shape, bool)
+    reviewed[16:96, 16:96] = True
+    garbage = labels.copy()
+    garbage[~reviewed] = np.random.default_rng(1).integers(0, 50, (~reviewed).sum())
+    weights = []
+    for lab in (np.where(reviewed, labels, 0), garbage):
+        model = small_model(seed=4)
+        samples = make_samples(image, lab, model.config, reviewed=reviewed)
+        config = TrainConfig(steps=2, patch=64, batch_size=2, loss=loss, val_fraction=0)
+        trainer = Trainer(model, samples, [], config, device="cpu")
+        run_to_end(trainer.run())
+        weights.append(torch.cat([p.detach().flatten() for p in trainer.result.finetuned.network.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+    assert not torch.equal(weights[0], torch.cat([p.flatten() for p in small_model(seed=4).network.parameters()]))
+
+
+def run_to_end(gen):
+    for _ in gen:
+        pass
+
+
+def test_patches_are_drawn_only_around_reviewed_pixels():
+    image, labels = _real_crop()
+    reviewed = np.zeros(labels.shape, bool)
+    reviewed[40:60, 40:60] = True
+    (sample,) = make_samples(image, labels, small_model().config, reviewed=reviewed)
+    sampler = PatchSampler([sample], patch=32, augment=TrainConfig(steps=1).augment, object_bias=0.5,
+                           rng=np.random.default_rng(0))
+    _, targets, _ = sampler.batch(16)
+    assert ((targets != IGNORE_INDEX).sum(axis=(1, 2)) > 0).all()
+
+
+def test_stop_returns_within_a_second_with_a_usable_model():
+    image, labels = _real_crop(256)
+    model = small_model(seed=2)
+    samples = make_samples(image, labels, model.config)
+    trainer = Trainer(model, samples, [], TrainConfig(minutes=10, patch=64, batch_size=2), device="cpu")
+    returned = {}
+
+    def work():
+        gen = trainer.run()
+        next(gen)
+        returned["t0"] = time.perf_counter()
+        trainer.stop()
+        for _ in gen:
+            pass
+        returned["t1"] = time.perf_counter()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=30)
+    assert returned["t1"] - returned["t0"] < 1.0
+    result = trainer.result
+    assert result.stopped and result.steps >= 1
+    labels_out = segment(image, result.model, device="cpu")
+    assert labels_out.shape == image.shape
+
+
+def test_the_validation_split_holds_out_a_band_of_a_single_image():
+    image, labels = _real_crop(256)
+    (sample,) = make_samples(image, labels, small_model().config)
+    train, val = split_validation([sample], 0.25, np.random.default_rng(0))
+    assert len(train) == len(val) == 1
+    overlap = (train[0].target != IGNORE_INDEX) & (val[0].target != IGNORE_INDEX)
+    assert not overlap.any()
+    assert 0.2 < val[0].reviewed.mean() < 0.3
