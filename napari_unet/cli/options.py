@@ -43,3 +43,15 @@ def channel_list(text: str) -> list[int]:
         return [int(c) for c in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected channel indices like 0 or 1,0, got {text!r}") from None
+
+
+def object_size(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a diameter in pixels or 'auto', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive diameter in pixels, got {value}")
+    return value

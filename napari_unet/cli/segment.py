@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core.batch import check_writable, iter_segment_file, plan_jobs
 from ..core.inference import Segmenter, as_model
 from ..core.progress import run
-from .options import add_model_options, add_tiling_options, channel_list, positive_int
+from .options import add_model_options, add_tiling_options, channel_list, object_size, positive_int
 from .progressbar import ProgressBar
 
 
@@ -27,6 +27,13 @@ def add_parser(sub) -> None:
     p.add_argument("--axes", help="axes of the input, e.g. ZYX or TZCYX (default: from the file)")
     p.add_argument("--channels", type=channel_list, help="input channels to feed the model, e.g. 0 or 1,0")
     p.add_argument("--min-size", type=positive_int, default=10, help="drop objects smaller than this (pixels)")
+    p.add_argument(
+        "--object-size",
+        type=object_size,
+        default="auto",
+        help="typical object diameter in pixels, or 'auto' to estimate it (default); "
+        "the image is rescaled to the size the model was trained at",
+    )
     p.set_defaults(run=main)
 
 
@@ -38,7 +45,14 @@ def main(args: argparse.Namespace) -> int:
     for job in jobs:
         check_writable(job)
     model = as_model(args.model)
-    segmenter = Segmenter(model, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
+    segmenter = Segmenter(
+        model,
+        device=args.device,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        object_size=args.object_size,
+    )
     for job in jobs:
         with ProgressBar(desc=job.input.name) as bar:
             gen = iter_segment_file(

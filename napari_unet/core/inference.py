@@ -22,6 +22,7 @@ from .normalize import normalize
 from .postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
 from .progress import Progress, run
+from .sizing import estimate_scale, rescale, resize_to
 from .tiling import count_tiles, predict_tiles
 
 Output = Literal["instances", "semantic"]
@@ -44,6 +45,11 @@ class Segmenter:
         pixels (>= 1); the model's own (pixels) by default.
     batch_size : int
         Tiles per forward pass.
+    object_size : float, "auto" or None
+        Typical object diameter in the image (pixels). For a model that
+        records the size it was trained at, each plane is rescaled to it and
+        the result resized back. ``"auto"`` estimates it from the first plane
+        (see :mod:`~napari_unet.core.sizing`); None never rescales.
     """
 
     def __init__(
@@ -54,6 +60,7 @@ class Segmenter:
         tile: int | None = None,
         overlap: float | None = None,
         batch_size: int = 4,
+        object_size: float | Literal["auto"] | None = "auto",
     ):
         self.model = model
         self.predictor = NetworkPredictor(model.network, device)
@@ -66,6 +73,29 @@ class Segmenter:
         self.batch_size = batch_size
         self.margin = network.margin
         self.multiple = network.size_multiple
+        trained = model.config.object_size if model.config.task == "instances" else None
+        if object_size not in (None, "auto") and not (isinstance(object_size, (int, float)) and object_size > 0):
+            raise ValueError(f"object_size must be a positive number of pixels, 'auto' or None, got {object_size!r}")
+        self._trained_size = trained
+        self.scale: float | None = 1.0
+        if trained is not None and object_size == "auto":
+            self.scale = None  # estimated from the first plane
+        elif trained is not None and object_size is not None:
+            self.scale = trained / float(object_size)
+
+    def prepare(self, plane: np.ndarray) -> None:
+        """Estimate the object size from this raw ``(C, Y, X)`` plane if it is still unknown."""
+        if self.scale is None:
+            self._ensure_scale(normalize(plane, self.model.config.normalization))
+
+    def _ensure_scale(self, x: np.ndarray) -> float:
+        if self.scale is None:
+            self.scale = estimate_scale(x, self._label_crop, self._trained_size)
+        return self.scale
+
+    def _label_crop(self, x: np.ndarray) -> np.ndarray:
+        prob = run(predict_tiles(x, self.predictor, batch_size=self.batch_size, **self._tiling(x.shape[1:])))
+        return instance_labels(prob)
 
     @property
     def device(self) -> torch.device:
@@ -88,8 +118,13 @@ class Segmenter:
         return best
 
     def tiles(self, shape: tuple[int, int]) -> int:
-        """Tiles needed for one plane of ``(Y, X)`` ``shape``."""
-        return count_tiles(shape, **self._tiling(shape))
+        """Tiles needed for one plane of ``(Y, X)`` ``shape`` (after rescaling)."""
+        scaled = self._scaled(shape)
+        return count_tiles(scaled, **self._tiling(scaled))
+
+    def _scaled(self, shape: tuple[int, int]) -> tuple[int, int]:
+        s = self.scale or 1.0
+        return (max(1, round(shape[0] * s)), max(1, round(shape[1] * s)))
 
     def _tiling(self, shape: tuple[int, int]) -> dict:
         return dict(tile=self._tile_for(shape), overlap=self.overlap, margin=self.margin, multiple=self.multiple)
@@ -100,7 +135,11 @@ class Segmenter:
 
     def iter_normalized(self, x: np.ndarray) -> Generator[Progress, None, np.ndarray]:
         """Class probabilities ``(K, Y, X)`` of an already normalised ``(C, Y, X)`` plane; a generator."""
-        return (yield from predict_tiles(x, self.predictor, batch_size=self.batch_size, **self._tiling(x.shape[1:])))
+        scaled = rescale(x, self._ensure_scale(x))
+        prob = yield from predict_tiles(
+            scaled, self.predictor, batch_size=self.batch_size, **self._tiling(scaled.shape[1:])
+        )
+        return resize_to(prob, x.shape[1:])
 
     def labels(self, prob: np.ndarray, *, output: Output = "instances", min_size: int = 10) -> np.ndarray:
         """Labels ``(Y, X)`` from probabilities ``(K, Y, X)``."""
@@ -211,9 +250,12 @@ def _walk(
 
     Progress is counted in tiles over the whole stack.
     """
-    per_plane = seg.tiles(layout.out_shape[-2:])
-    total = per_plane * layout.n_planes
+    per_plane = total = None
     for i, (index, plane) in enumerate(layout.planes(image)):
+        if per_plane is None:
+            seg.prepare(plane)
+            per_plane = seg.tiles(layout.out_shape[-2:])
+            total = per_plane * layout.n_planes
         gen = seg.iter_probabilities(plane)
         while True:
             try:
@@ -245,6 +287,9 @@ def predict(image, model: Model | str | os.PathLike, **kwargs) -> np.ndarray:
         Fraction of a tile shared with each neighbour (default 0.25).
     batch_size : int
         Tiles per forward pass.
+    object_size : float, "auto" or None
+        Object diameter in the image (pixels), for models that rescale to the
+        size they were trained at; ``"auto"`` (default) estimates it.
 
     Returns
     -------

@@ -40,10 +40,11 @@ def score(network: torch.nn.Module, samples: list[Sample], config: ModelConfig, 
     """Score ``network`` (in eval mode, on a copy) on ``samples``."""
     if not samples:
         raise ValueError("no validation samples to score on")
-    segmenter = Segmenter(Model(network, config), device=device)
+    segmenter = Segmenter(Model(network, config), device=device, object_size=None)
     counts = None
     ious = []
     for s in samples:
+        segmenter.scale = s.zoom  # the sample's own object size is known: no estimate
         window = _reviewed_box(s.reviewed)
         prob = run(segmenter.iter_normalized(s.image[(slice(None), *window)]))
         labels, reviewed = s.labels[window], s.reviewed[window]
