@@ -14,7 +14,7 @@ from ..core.errors import NapariUNetError
 from ..core.model import Model, load_model
 from ..core.progress import run
 from ..core.training import TrainConfig, Trainer, split_validation
-from ..core.training.files import load_samples, median_object_size, scale_to
+from ..core.training.files import load_samples, median_object_size, pair_files, scale_to
 from .options import channel_list, positive_int
 
 
@@ -52,9 +52,10 @@ def main(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if not output.parent.is_dir():
         raise NapariUNetError(f"cannot write {output}: folder {output.parent} does not exist")
+    files = pair_files(args.images, args.labels, args.masks)
     config = _train_config(args)
     parent = _start_model(args)
-    samples = load_samples(args.images, args.labels, parent.config, masks=args.masks, axes=args.axes, channels=args.channels)
+    samples = load_samples(files, parent.config, axes=args.axes, channels=args.channels)
     parent = _with_object_size(parent, samples, args)
     if parent.config.object_size:
         samples = scale_to(samples, parent.config.object_size)

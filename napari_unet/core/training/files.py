@@ -48,27 +48,39 @@ def pair(images: list[Path], others: list[Path], what: str) -> list[Path]:
     return list(others)
 
 
-def load_samples(
+def pair_files(
     images: Sequence[str | os.PathLike],
     labels: Sequence[str | os.PathLike],
-    config: ModelConfig,
-    *,
     masks: Sequence[str | os.PathLike] | None = None,
-    axes: str | None = None,
-    channels: Sequence[int] | None = None,
-) -> list[Sample]:
-    """Read image / labels (/ reviewed mask) files into training samples."""
+) -> list[tuple[Path, Path, Path | None]]:
+    """``(image, labels, mask or None)`` for each image; files or folders in, checked before any reading."""
     image_files = expand(images)
     label_files = pair(image_files, expand(labels), "labels")
     mask_files = pair(image_files, expand(masks), "mask") if masks else [None] * len(image_files)
+    return list(zip(image_files, label_files, mask_files))
+
+
+def load_samples(
+    files: Sequence[tuple[Path, Path, Path | None]],
+    config: ModelConfig,
+    *,
+    axes: str | None = None,
+    channels: Sequence[int] | None = None,
+) -> list[Sample]:
+    """Read ``(image, labels, reviewed mask or None)`` files (see :func:`pair_files`) into training samples."""
     samples: list[Sample] = []
-    for image_file, label_file, mask_file in zip(image_files, label_files, mask_files):
+    for image_file, label_file, mask_file in files:
         stack = read_stack(image_file)
         lab = np.asarray(read_stack(label_file).data)
         reviewed = np.asarray(read_stack(mask_file).data) > 0 if mask_file is not None else None
         try:
             samples += make_samples(
-                np.asarray(stack.data), lab, config, reviewed=reviewed, axes=axes or stack.axes, channels=channels,
+                np.asarray(stack.data),
+                lab,
+                config,
+                reviewed=reviewed,
+                axes=axes or stack.axes,
+                channels=channels,
                 name=image_file.name,
             )
         except ValueError as e:
