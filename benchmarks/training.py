@@ -1,0 +1,120 @@
+"""Training throughput and time-to-improvement, printed as tables.
+
+    python benchmarks/training.py                 # CPU
+    python benchmarks/training.py --device cuda   # on a GPU
+
+1. Throughput: training steps of the default architecture (width 16, depth 4)
+   and of the small test architecture (width 8, depth 3) on real DSB 2018
+   patches; patches/s and megapixels/s, median of timed steps after warm-up.
+2. Time to improvement: the fluorescence-only model of the tests
+   (tests/models/fluo_only.safetensors) fine-tuned on one corrected H&E image;
+   AP@0.5 on the held-out H&E images after each block of steps, with the
+   elapsed training time, so the table says how long a user waits for a
+   model that is better on their cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from napari_unet import load_model, segment  # noqa: E402
+from napari_unet.core.config import ModelConfig  # noqa: E402
+from napari_unet.core.metrics import match_instances  # noqa: E402
+from napari_unet.core.model import Model  # noqa: E402
+from napari_unet.core.sizing import median_diameter  # noqa: E402
+from napari_unet.core.training import TrainConfig, Trainer, make_samples, split_validation  # noqa: E402
+from napari_unet.core.training.files import scale_to  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "dsb2018"
+CORRECTED = "f952cc65376009cfad8249e53b9b2c0daaa3553e897096337d143c625c2df886"
+
+
+def image_and_labels(image_id: str):
+    return tifffile.imread(DATA / "images" / f"{image_id}.tif"), tifffile.imread(DATA / "labels" / f"{image_id}.tif")
+
+
+def throughput(device: str, patch: int, batch: int, steps: int) -> list[tuple]:
+    image, labels = image_and_labels(CORRECTED)
+    rows = []
+    for width, depth in ((16, 4), (8, 3)):
+        model = Model.from_config(ModelConfig(network=dict(width=width, depth=depth), object_size=20.0))
+        samples = make_samples(image, labels, model.config)
+        trainer = Trainer(model, samples, [], TrainConfig(steps=steps + 3, patch=patch, batch_size=batch), device=device)
+        times, last = [], None
+        for update in trainer.run():
+            if last is not None and update.step > 3:
+                times.append(update.seconds - last)
+            last = update.seconds
+        t = statistics.median(times)
+        rows.append((f"w{width} d{depth}", patch, batch, t, batch / t, batch * patch * patch / t / 1e6))
+    return rows
+
+
+def time_to_improvement(device: str, blocks: int, steps_per_block: int) -> list[tuple]:
+    split = json.loads((ROOT / "scripts" / "dsb2018_split.json").read_text())
+    modality = {e["id"]: e["modality"] for e in json.loads((DATA / "index.json").read_text())}
+    held_out = [i for i in split["test"] if modality[i] == "rgb_brightfield/HE"]
+    model = load_model(ROOT / "tests" / "models" / "fluo_only.safetensors")
+
+    def ap50(m) -> float:
+        counts = None
+        for i in held_out:
+            image, truth = image_and_labels(i)
+            c = match_instances(segment(image, m, device=device, object_size=median_diameter(truth)), truth)
+            counts = c if counts is None else counts + c
+        return float(counts.average_precision[0])
+
+    image, labels = image_and_labels(CORRECTED)
+    samples = scale_to(make_samples(image, labels, model.config), model.config.object_size)
+    train, _ = split_validation(samples, 0.25, np.random.default_rng(0))
+    config = TrainConfig(steps=blocks * steps_per_block, patch=128, batch_size=4, lr=1e-3, val_fraction=0)
+    trainer = Trainer(model, train, [], config, device=device)
+    rows = [(0, 0.0, ap50(model))]
+    evaluating = 0.0  # time spent scoring between steps, not training
+    for update in trainer.run():
+        if update.step % steps_per_block == 0:
+            start = time.perf_counter()
+            snapshot = Model(copy.deepcopy(trainer.network).cpu().eval(), model.config)
+            ap = ap50(snapshot)
+            rows.append((update.step, update.seconds - evaluating, ap))
+            evaluating += time.perf_counter() - start
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per architecture")
+    p.add_argument("--blocks", type=int, default=6, help="blocks of fine-tuning steps")
+    p.add_argument("--block-steps", type=int, default=10)
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
+    print("\nTraining throughput (median step after warm-up)")
+    print(f"{'network':<8} {'patch':>5} {'batch':>5} {'s/step':>7} {'patches/s':>9} {'Mpx/s':>6}")
+    for name, patch, batch, t, pps, mpx in throughput(args.device, args.patch, args.batch_size, args.steps):
+        print(f"{name:<8} {patch:>5} {batch:>5} {t:>7.2f} {pps:>9.1f} {mpx:>6.3f}")
+    print("\nTime to improvement: fluorescence-only model fine-tuned on one corrected H&E image")
+    print(f"{'steps':>5} {'train s':>8} {'AP@0.5 held-out H&E':>20}")
+    for steps, seconds, ap in time_to_improvement(args.device, args.blocks, args.block_steps):
+        print(f"{steps:>5} {seconds:>8.1f} {ap:>20.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
