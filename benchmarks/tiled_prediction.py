@@ -395,6 +395,7 @@ def main(argv=None) -> None:
         f"image {args.size}x{args.size}, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
         f"device {args.device}, amp {args.amp}, torch {torch.__version__}, {os.cpu_count()} CPUs"
     )
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     times: dict[str, list[float]] = {name: [] for name in SIDES}
     conv_times: dict[str, list[float]] = {}
     conv_gflop: dict[str, float] = {}
@@ -420,6 +421,7 @@ def main(argv=None) -> None:
             for w in workers.values():
                 w.close()
 
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine)")
     report(args, times, tiles, last, conv_times, conv_gflop, gflop_per_mpx)
     compare(ours, theirs, border=args.tile // 8)
 
