@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import TypeVar
 
 import torch
 
@@ -68,3 +69,23 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+Y = TypeVar("Y")
+R = TypeVar("R")
+
+
+def steps_on_threads(generator: Generator[Y, None, R], n: int) -> Generator[Y, None, R]:
+    """Drive ``generator`` with torch on ``n`` threads while each step computes.
+
+    The setting is restored between steps, so it never outlives the work even
+    when the consumer stops pulling (a stopped worker thread does not close its
+    generator).
+    """
+    while True:
+        with torch_threads(n):
+            try:
+                update = next(generator)
+            except StopIteration as stop:
+                return stop.value
+        yield update

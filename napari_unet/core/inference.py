@@ -152,7 +152,7 @@ class Segmenter:
     def labels(self, prob: np.ndarray, *, output: Output = "instances", min_size: int = 10) -> np.ndarray:
         """Labels ``(Y, X)`` from probabilities ``(K, Y, X)``."""
         if output == "instances":
-            _check_task(self.model, output)
+            check_output(self.model, output)
             return instance_labels(prob, min_size=min_size)
         if output == "semantic":
             return semantic_labels(prob)
@@ -265,13 +265,14 @@ def iter_planes(
     model, seg = _segmenter(model, segmenter_kwargs)
     layout = _layout(image, model, axes, channels)
     if output != "probabilities":
-        _check_task(model, output)
+        check_output(model, output)
     label = (lambda prob: prob) if output == "probabilities" else _labeller(seg, output, min_size)
     for update in _iter_planes(layout, image, seg, "tiles", planes):
         yield PlaneResult(update.index, label(update.data)) if isinstance(update, PlaneResult) else update
 
 
-def _check_task(model: Model, output: Output) -> None:
+def check_output(model: Model, output: Output) -> None:
+    """Raise :class:`ImageError` if ``model`` cannot give ``output`` labels."""
     if output == "instances" and model.config.task != "instances":
         raise ImageError(
             f"instance labels need a model trained for instances, this one is {model.config.task!r}; "
