@@ -48,7 +48,6 @@ class LabelToolsWidget(QWidget):
         self.min_size_spin = QSpinBox()
         self.min_size_spin.setRange(1, 10**7)
         self.min_size_spin.setValue(30)
-        self.min_size_spin.setSuffix(" px")
         self.delete_button = QPushButton("Delete smaller objects")
         self.merge_spin = QSpinBox()
         self.keep_spin = QSpinBox()
@@ -65,7 +64,7 @@ class LabelToolsWidget(QWidget):
         navigate.addWidget(self.previous_button)
         navigate.addWidget(self.next_button)
         edit = QGridLayout()
-        edit.addWidget(QLabel("smaller than"), 0, 0)
+        edit.addWidget(QLabel("smaller than (px)"), 0, 0)
         edit.addWidget(self.min_size_spin, 0, 1)
         edit.addWidget(self.delete_button, 0, 2)
         edit.addWidget(QLabel("merge label"), 1, 0)
@@ -93,6 +92,7 @@ class LabelToolsWidget(QWidget):
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered, events.renamed):
             event.connect(self.refresh_choices)
+        self.viewer.layers.selection.events.active.connect(self._follow_active)
         self.refresh_choices()
 
     @property
@@ -117,6 +117,17 @@ class LabelToolsWidget(QWidget):
             self.layer_combo.setCurrentIndex(len(layers) - 1)
         self.layer_combo.blockSignals(False)
         self._describe()
+
+    def _follow_active(self, event=None) -> None:
+        """Work on the Labels layer the user selects in the layer list."""
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Labels):
+            index = next(
+                (i for i in range(self.layer_combo.count()) if self.layer_combo.itemData(i).unique_id == active.unique_id),
+                -1,
+            )
+            if index >= 0:
+                self.layer_combo.setCurrentIndex(index)
 
     def go_to_object(self, step: int) -> int | None:
         """Select the next (``step`` > 0) or previous object in id order and centre the view on it."""
