@@ -127,7 +127,8 @@ def test_the_command_line_prints_fallbacks(tmp_path, rng, model_file, monkeypatc
     tifffile.imwrite(tmp_path / "in.tif", rng.integers(0, 255, (256, 256), dtype=np.uint8))
     assert main(["segment", str(tmp_path / "in.tif"), "-o", str(tmp_path / "out.tif"), "--model", str(model_file),
                  "--tile", "128", "--overlap", "0"]) == 0  # fmt: skip
-    assert "napari-unet: out of memory on cpu with 128-pixel tiles; retrying with 64-pixel tiles" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "napari-unet: out of memory on cpu with 128-pixel tiles; retrying with 64-pixel tiles" in err
 
 
 def test_planes_are_handed_over_as_they_are_done_with_the_ids_of_segment(model, rng):

@@ -58,7 +58,9 @@ def memory_fallbacks(
     return steps
 
 
-def out_of_memory_message(tile: int, device: torch.device, found: str, next_step: tuple[int, torch.device] | None) -> str:
+def out_of_memory_message(
+    tile: int, device: torch.device, found: str, next_step: tuple[int, torch.device] | None
+) -> str:
     """What happened and what is tried next, for the user."""
     what = f"out of memory on {device.type} with {tile}-pixel tiles"
     if next_step is None:

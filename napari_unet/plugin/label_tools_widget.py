@@ -122,12 +122,9 @@ class LabelToolsWidget(QWidget):
         """Work on the Labels layer the user selects in the layer list."""
         active = self.viewer.layers.selection.active
         if isinstance(active, Labels):
-            index = next(
-                (i for i in range(self.layer_combo.count()) if self.layer_combo.itemData(i).unique_id == active.unique_id),
-                -1,
-            )
-            if index >= 0:
-                self.layer_combo.setCurrentIndex(index)
+            ids = [self.layer_combo.itemData(i).unique_id for i in range(self.layer_combo.count())]
+            if active.unique_id in ids:
+                self.layer_combo.setCurrentIndex(ids.index(active.unique_id))
 
     def go_to_object(self, step: int) -> int | None:
         """Select the next (``step`` > 0) or previous object in id order and centre the view on it."""

@@ -15,6 +15,11 @@ from ..core.errors import ImageError
 _LEADING = "QTZ"
 
 
+def image_array(layer):
+    """An Image layer's pixels at full resolution (the first level of a multiscale layer)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
 def image_axes(layer) -> str:
     """Axis letters of an Image layer's data.
 
@@ -22,7 +27,7 @@ def image_axes(layer) -> str:
     Predict set it); otherwise napari's convention: the last two axes are Y and X
     (then S for RGB), the ones before are iterated.
     """
-    shape = tuple(layer.data.shape)
+    shape = tuple(image_array(layer).shape)
     axes = (layer.metadata or {}).get("axes")
     if not (isinstance(axes, str) and len(axes) == len(shape)):
         tail = "YXS" if layer.rgb else "YX"
@@ -36,7 +41,9 @@ def image_axes(layer) -> str:
     axes = axes.upper()
     displayed = axes[:-1] if layer.rgb else axes
     if displayed[-2:] != "YX":
-        raise ImageError(f"layer {layer.name!r} has axes {axes!r}; expected Y and X as the last axes (as napari shows them)")
+        raise ImageError(
+            f"layer {layer.name!r} has axes {axes!r}; expected Y and X as the last axes (as napari shows them)"
+        )
     return axes
 
 
@@ -51,7 +58,7 @@ def plane_at_cursor(layer, viewer, axes: str) -> tuple[int, ...]:
     point = np.asarray(layer.world_to_data(viewer.dims.point))[-len(layer_axes) :]
     return tuple(
         int(np.clip(np.round(p), 0, n - 1))
-        for a, p, n in zip(layer_axes, point, layer.data.shape)
+        for a, p, n in zip(layer_axes, point, image_array(layer).shape)
         if a not in CHANNEL_AXES + "YX"
     )
 

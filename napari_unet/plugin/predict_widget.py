@@ -25,7 +25,7 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QSettings
+from qtpy.QtCore import QSettings, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -47,6 +47,7 @@ from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path
 from ..core.progress import Notice, Progress
 from .layers import (
     fingerprint,
+    image_array,
     image_axes,
     labels_shape,
     plane_at_cursor,
@@ -219,8 +220,8 @@ class PredictWidget(QWidget):
         self.refresh_choices()
 
         self.model_combo.activated.connect(self._on_model_activated)
-        self.image_combo.currentIndexChanged.connect(self._refresh_targets)
-        self.output_combo.currentIndexChanged.connect(self._refresh_targets)
+        self.image_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
+        self.output_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
         self.device_combo.currentIndexChanged.connect(self._remember_device)
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
@@ -247,9 +248,9 @@ class PredictWidget(QWidget):
         elif images:
             self.image_combo.setCurrentIndex(len(images) - 1)
         self.image_combo.blockSignals(False)
-        self._refresh_targets()
+        self._refresh_targets(prefer_last=not _same_layer(self.image_combo.currentData(), current))
 
-    def _refresh_targets(self, *_) -> None:
+    def _refresh_targets(self, *_, prefer_last: bool = False) -> None:
         image = self.image_combo.currentData()
         output = self.output_combo.currentData()
         current = self.target_combo.currentData()
@@ -259,7 +260,7 @@ class PredictWidget(QWidget):
         if image is not None:
             try:
                 axes = image_axes(image)
-                shape = labels_shape(tuple(image.data.shape), axes)
+                shape = labels_shape(tuple(image_array(image).shape), axes)
                 stack = len(shape) > 2
             except NapariUNetError:
                 shape = None
@@ -269,13 +270,13 @@ class PredictWidget(QWidget):
         self.scope_combo.setEnabled(stack)
         if not stack:
             self.scope_combo.setCurrentIndex(0)
+        ids = [None] + [self.target_combo.itemData(i).unique_id for i in range(1, self.target_combo.count())]
         remembered = self._last_target.get((image.unique_id, output)) if image is not None else None
-        for wanted in (current, remembered):
-            if wanted is None or wanted == NEW_LAYER:
-                continue
-            for i in range(1, self.target_combo.count()):
-                if self.target_combo.itemData(i).unique_id == wanted.unique_id:
-                    self.target_combo.setCurrentIndex(i)
+        # After a run, or for another image or output, the layer last predicted into for them; else keep the choice.
+        for wanted in (remembered, current) if prefer_last else (current,):
+            if wanted not in (None, NEW_LAYER) and wanted.unique_id in ids:
+                self.target_combo.setCurrentIndex(ids.index(wanted.unique_id))
+                break
 
     def _present(self, layer) -> bool:
         return any(other.unique_id == layer.unique_id for other in self.viewer.layers)
@@ -310,7 +311,7 @@ class PredictWidget(QWidget):
                 self.model_combo.addItem(f"{name} (shipped)", name)
         for path in self._recent_models():
             self.model_combo.addItem(Path(path).name, path)
-            self.model_combo.setItemData(self.model_combo.count() - 1, path, 3)  # tooltip: the full path
+            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
         if self.model_combo.count() == 0:
             self.model_combo.addItem("no model: choose a file", "")
             self.status.setText(
@@ -407,7 +408,7 @@ class PredictWidget(QWidget):
             )
         model = self._load_model(self.model_combo.currentData() or "")
         axes = image_axes(image)
-        shape = tuple(image.data.shape)
+        shape = tuple(image_array(image).shape)
         plane_layout(shape, axes, model.in_channels)  # raises with what the model expects and what the image has
         output = self.output_combo.currentData()
         if output != "probabilities":
@@ -419,7 +420,7 @@ class PredictWidget(QWidget):
         iterated = [i for i, a in enumerate(axes) if a not in CHANNEL_AXES + "YX"]
         whole = self.scope_combo.currentData() == "stack" or not iterated
         origin = None if whole else plane_at_cursor(image, self.viewer, axes)
-        data, planes = _copy_for_worker(image.data, iterated, origin)
+        data, planes = _copy_for_worker(image_array(image), iterated, origin)
         target, new = self._target(image, axes, out_shape, output, model)
         job = Job(data, axes, model, output, planes, origin, device, tile, max(1, cpu_cores() - 1), target, new)
         if output != "probabilities":
@@ -437,10 +438,11 @@ class PredictWidget(QWidget):
         """The layer the result goes into, made now when new (so the main thread pays for it before the run)."""
         chosen = self.target_combo.currentData()
         if chosen not in (None, NEW_LAYER) and self._present(chosen):
-            if not self._fits(chosen, out_shape, output):
+            expected = (model.config.network.out_channels, *out_shape) if output == "probabilities" else out_shape
+            if tuple(chosen.data.shape) != expected:
                 raise NapariUNetError(
                     f"layer {chosen.name!r} has shape {tuple(chosen.data.shape)}; "
-                    f"expected {out_shape} for the {output} of {image.name!r}"
+                    f"expected {expected} for the {output} of {image.name!r} with this model"
                 )
             return chosen, False
         displayed = axes[:-1] if image.rgb else axes
@@ -585,7 +587,7 @@ class PredictWidget(QWidget):
             self.status.setText(f"Done in {seconds:.1f} s: {job.written} plane(s) into '{job.target.name}'.")
         if job.new_target and job.written == 0 and self._present(job.target):
             self.viewer.layers.remove(job.target)
-        self._refresh_targets()
+        self._refresh_targets(prefer_last=True)
 
 
 def _copy_for_worker(data, iterated: list[int], origin: tuple[int, ...] | None):
@@ -605,6 +607,10 @@ def _copy_for_worker(data, iterated: list[int], origin: tuple[int, ...] | None):
     plane = data[tuple(key)]
     plane = np.array(plane) if isinstance(plane, np.ndarray) else np.asarray(plane)
     return plane, [(0,) * len(origin)]
+
+
+def _same_layer(a, b) -> bool:
+    return a is None and b is None or (a is not None and b is not None and a.unique_id == b.unique_id)
 
 
 def _largest_label_elsewhere(labels, index: tuple[int, ...]) -> int:
