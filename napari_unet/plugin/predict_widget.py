@@ -15,8 +15,6 @@ overwritten after a yes, as an undoable change.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import napari
@@ -40,9 +38,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.axes import CHANNEL_AXES, plane_layout
-from ..core.devices import DEVICE_CHOICES, available, cpu_cores, resolve_device, steps_on_threads
+from ..core.devices import DEVICE_CHOICES, available, cpu_cores, resolve_device
 from ..core.errors import NapariUNetError
-from ..core.inference import PlaneResult, check_output, iter_planes
+from ..core.inference import check_output
 from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
 from ..core.progress import Notice, Progress
 from .layers import (
@@ -56,6 +54,7 @@ from .layers import (
     write_plane,
     write_undoable,
 )
+from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
 
 OUTPUTS = {
     "instances": "Instances (an id per object)",
@@ -74,82 +73,6 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
 def default_settings() -> QSettings:
     """Where the widget remembers its model between sessions."""
     return QSettings("napari-unet", "napari-unet")
-
-
-@dataclass(frozen=True)
-class Failure:
-    """The worker could not finish: a message for the user, and the error when it is a bug."""
-
-    message: str
-    error: BaseException | None = None
-
-
-@dataclass(frozen=True)
-class FinishedPlane:
-    """A plane ready to write: ``index`` in the layer, values in the layer's dtype and their fingerprint."""
-
-    index: tuple[int, ...]
-    data: np.ndarray
-    fingerprint: int | None
-
-
-@dataclass
-class Job:
-    """Everything a run needs, fixed when Run is pressed."""
-
-    image: object
-    axes: str
-    model: Model
-    output: str
-    planes: list[tuple[int, ...]] | None
-    origin: tuple[int, ...] | None
-    device: str
-    tile: int | None
-    threads: int
-    target: Labels | Image
-    new_target: bool
-    dtype: np.dtype | None = None
-    offset: int = 0
-    approved: dict[tuple[int, ...], int] = field(default_factory=dict)
-    written: int = 0
-    failed: bool = False
-    started: float = field(default_factory=time.perf_counter)
-
-    def layer_index(self, index: tuple[int, ...]) -> tuple[int, ...]:
-        """The plane of the layer that ``index`` (a plane of :attr:`image`) stands for."""
-        return self.origin if self.origin is not None else index
-
-
-def predict_job(job: Job) -> Generator[Progress | Notice | FinishedPlane | Failure, None, None]:
-    """The worker: predicts the job's planes, and readies each one for the layer in this thread."""
-    planes = iter_planes(
-        job.image,
-        job.model,
-        axes=job.axes,
-        output=job.output,
-        planes=job.planes,
-        device=job.device,
-        tile=job.tile,
-        batch_size=1,
-    )
-    try:
-        for update in steps_on_threads(planes, job.threads):
-            yield finish_plane(job, update) if isinstance(update, PlaneResult) else update
-    except (NapariUNetError, FileNotFoundError) as error:
-        yield Failure(str(error))
-    except Exception as error:  # noqa: BLE001 - the worker would turn a RuntimeError into a mere warning
-        yield Failure(f"prediction failed: {type(error).__name__}: {error}", error)
-
-
-def finish_plane(job: Job, result: PlaneResult) -> FinishedPlane:
-    """Offset instance ids, cast to the layer's dtype and fingerprint: heavy work kept off the main thread."""
-    data = result.data
-    if job.output == "instances" and job.offset:
-        data[data > 0] += job.offset
-    if job.dtype is not None and (data.size == 0 or data.max() <= np.iinfo(job.dtype).max):
-        data = data.astype(job.dtype, copy=False)
-        return FinishedPlane(result.index, data, fingerprint(data))
-    return FinishedPlane(result.index, data, None)
 
 
 class PredictWidget(QWidget):
@@ -420,7 +343,7 @@ class PredictWidget(QWidget):
         iterated = [i for i, a in enumerate(axes) if a not in CHANNEL_AXES + "YX"]
         whole = self.scope_combo.currentData() == "stack" or not iterated
         origin = None if whole else plane_at_cursor(image, self.viewer, axes)
-        data, planes = _copy_for_worker(image_array(image), iterated, origin)
+        data, planes = copy_for_worker(image_array(image), iterated, origin)
         target, new = self._target(image, axes, out_shape, output, model)
         job = Job(data, axes, model, output, planes, origin, device, tile, max(1, cpu_cores() - 1), target, new)
         if output != "probabilities":
@@ -431,7 +354,7 @@ class PredictWidget(QWidget):
                 return None
             job.dtype = np.dtype(target.data.dtype)
             if output == "instances" and origin is not None:
-                job.offset = _largest_label_elsewhere(target.data, origin)
+                job.offset = largest_label_elsewhere(target.data, origin)
         return job
 
     def _target(self, image, axes: str, out_shape, output: str, model: Model):
@@ -590,33 +513,5 @@ class PredictWidget(QWidget):
         self._refresh_targets(prefer_last=True)
 
 
-def _copy_for_worker(data, iterated: list[int], origin: tuple[int, ...] | None):
-    """The image for the worker, and its planes to predict.
-
-    The plane on screen is copied alone (iterated axes kept, of length 1); a
-    whole image is copied when it lives in writable memory. Read-only data
-    (memory-mapped files, zarr, dask) is read by the worker as it is.
-    """
-    if origin is None:
-        if isinstance(data, np.ndarray) and data.flags.writeable:
-            data = data.copy()
-        return data, None
-    key = [slice(None)] * len(data.shape)
-    for axis, i in zip(iterated, origin):
-        key[axis] = slice(i, i + 1)
-    plane = data[tuple(key)]
-    plane = np.array(plane) if isinstance(plane, np.ndarray) else np.asarray(plane)
-    return plane, [(0,) * len(origin)]
-
-
 def _same_layer(a, b) -> bool:
     return a is None and b is None or (a is not None and b is not None and a.unique_id == b.unique_id)
-
-
-def _largest_label_elsewhere(labels, index: tuple[int, ...]) -> int:
-    """The largest id in the planes other than ``index``: a new plane's ids start above it."""
-    largest = 0
-    for other in np.ndindex(*labels.shape[: len(index)]):
-        if other != index:
-            largest = max(largest, int(np.max(labels[other])))
-    return largest
