@@ -1,4 +1,4 @@
-"""A wheel built from this tree installs, and napari finds the plugin from it alone.
+"""A wheel built from this tree installs, and napari finds the plugin, its widgets and samples from it alone.
 
 The wheel is built into ``tmp_path`` and installed with ``--no-deps`` into a
 fresh virtual environment. The heavy dependencies (torch, napari, npe2, ...)
@@ -20,6 +20,11 @@ from pathlib import Path
 import napari_unet
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_FILES = {
+    f"napari_unet/sample_data/{name}{suffix}.tif"
+    for name in ("nuclei_fluorescence", "nuclei_fluorescence_dense", "nuclei_he")
+    for suffix in ("", "_labels")
+}
 
 DISCOVER = textwrap.dedent(
     """
@@ -32,6 +37,14 @@ DISCOVER = textwrap.dedent(
     manifest = pm.get_manifest("napari-unet")
     assert [r.command for r in manifest.contributions.readers] == ["napari-unet.get_reader"], manifest
     assert [w.command for w in manifest.contributions.writers] == ["napari-unet.write_labels"], manifest
+    widgets = sorted(w.display_name for w in manifest.contributions.widgets)
+    samples = sorted(s.key for s in manifest.contributions.sample_data)
+    assert {"Predict", "Label tools"} <= set(widgets), widgets
+    assert samples == ["nuclei_fluorescence", "nuclei_fluorescence_dense", "nuclei_he", "nuclei_stack"], samples
+
+    from napari_unet.plugin.sample_data import nuclei_stack
+
+    assert nuclei_stack()[0][0].shape == (5, 256, 256)
 
     import napari_unet
 
@@ -85,6 +98,7 @@ def test_the_wheel_ships_the_manifest_and_napari_discovers_the_plugin_from_it(tm
         assert zf.read(manifest).decode() == (ROOT / "napari.yaml").read_text()
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "napari_unet").rglob("*.py")}
     assert modules - names == set(), "modules missing from the wheel"
+    assert SAMPLE_FILES - names == set(), "sample data missing from the wheel"
 
     python = fresh_venv(tmp_path / "venv")
     env = clean_env()

@@ -6,16 +6,23 @@ import sys
 
 from tqdm import tqdm
 
-from ..core.progress import Progress
+from ..core.progress import Notice, Progress
 
 
 class ProgressBar:
-    """Context manager whose :meth:`update` takes :class:`~napari_unet.core.progress.Progress`."""
+    """Context manager whose :meth:`update` takes the updates of core generators.
+
+    :class:`~napari_unet.core.progress.Progress` moves the bar;
+    :class:`~napari_unet.core.progress.Notice` is printed on stderr (terminal or not).
+    """
 
     def __init__(self, desc: str = "", unit: str = "tile"):
         self._bar = tqdm(desc=desc, unit=unit, disable=not sys.stderr.isatty(), leave=False)
 
-    def update(self, progress: Progress) -> None:
+    def update(self, progress: Progress | Notice) -> None:
+        if isinstance(progress, Notice):
+            tqdm.write(f"napari-unet: {progress.message}", file=sys.stderr)
+            return
         if self._bar.total != progress.total:
             self._bar.total = progress.total
         self._bar.n = progress.done

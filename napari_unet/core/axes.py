@@ -81,8 +81,10 @@ class PlaneLayout:
     def n_planes(self) -> int:
         return int(np.prod(self.iter_shape, dtype=np.int64))
 
-    def planes(self, array) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
-        """Yield ``(index, plane)`` for each plane; ``plane`` is ``(C, Y, X)``.
+    def planes(
+        self, array, indices: Sequence[tuple[int, ...]] | None = None
+    ) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+        """Yield ``(index, plane)`` for each plane (or those of ``indices``); ``plane`` is ``(C, Y, X)``.
 
         ``array`` may be lazy (memory-map, zarr, dask): each plane is read on
         its own, so memory holds one plane at a time.
@@ -90,7 +92,15 @@ class PlaneLayout:
         order = [self.axes.index(a) for a in self.out_axes[:-2]]
         order += [self.axes.index(self.channel_axis)] if self.channel_axis else []
         order += [self.axes.index("Y"), self.axes.index("X")]
-        for index in np.ndindex(*self.iter_shape):
+        if indices is None:
+            indices = list(np.ndindex(*self.iter_shape))
+        for index in indices:
+            if len(index) != len(self.iter_shape) or not all(0 <= i < n for i, n in zip(index, self.iter_shape)):
+                raise ImageError(
+                    f"plane {tuple(index)} asked for, but the planes over axes {self.out_axes[:-2]!r} "
+                    f"have shape {self.iter_shape}"
+                )
+        for index in indices:
             key = [slice(None)] * len(self.axes)
             for axis, i in zip(order, index):
                 key[axis] = i

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Generator, Iterator
+from typing import TypeVar
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -40,3 +45,47 @@ def available() -> str:
     if torch.backends.mps.is_available():
         names.append("mps")
     return ", ".join(names)
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity where the system says, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch's CPU operations on ``n`` threads inside the block, as before after it.
+
+    A viewer leaves one core to its GUI thread this way: with every core busy
+    with convolutions, the GUI thread waits for the scheduler and the viewer
+    stutters. The setting is process-wide.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+Y = TypeVar("Y")
+R = TypeVar("R")
+
+
+def steps_on_threads(generator: Generator[Y, None, R], n: int) -> Generator[Y, None, R]:
+    """Drive ``generator`` with torch on ``n`` threads while each step computes.
+
+    The setting is restored between steps, so it never outlives the work even
+    when the consumer stops pulling (a stopped worker thread does not close its
+    generator).
+    """
+    while True:
+        with torch_threads(n):
+            try:
+                update = next(generator)
+            except StopIteration as stop:
+                return stop.value
+        yield update

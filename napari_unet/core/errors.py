@@ -19,3 +19,7 @@ class ModelFileError(NapariUNetError):
 
 class StackFileError(NapariUNetError):
     """A file that is not a readable TIFF stack."""
+
+
+class InsufficientMemoryError(NapariUNetError):
+    """Prediction ran out of memory even with the smallest tiles it falls back to."""

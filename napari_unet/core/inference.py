@@ -1,31 +1,44 @@
 """Predict probabilities and labels for images and stacks of any size.
 
 :class:`Segmenter` holds a model prepared for one device and does one plane
-at a time; :func:`iter_predict` / :func:`iter_segment` walk the planes of an
-image or stack and are generators (progress, stop points);
-:func:`predict` / :func:`segment` run them to the end.
+at a time, falling back to smaller tiles and then the CPU when the device runs
+out of memory; :func:`iter_predict` / :func:`iter_segment` walk the planes of
+an image or stack and are generators (progress, stop points);
+:func:`predict` / :func:`segment` run them to the end. :func:`iter_planes`
+hands over each plane as soon as it is done (for viewers that show them).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
 from .axes import PlaneLayout, plane_layout
-from .errors import ImageError
+from .errors import ImageError, InsufficientMemoryError
+from .fallback import is_out_of_memory, memory_fallbacks, out_of_memory_message, release_cached_memory
 from .model import Model, load_model
 from .normalize import normalize
 from .postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
-from .progress import Progress, run
+from .progress import Notice, Progress, run
 from .sizing import estimate_scale, rescale, resize_to
 from .tiling import count_tiles, predict_tiles
 
 Output = Literal["instances", "semantic"]
+PlaneOutput = Literal["instances", "semantic", "probabilities"]
+
+
+@dataclass(frozen=True)
+class PlaneResult:
+    """A finished plane: its ``index`` over the iterated axes and its labels or probabilities."""
+
+    index: tuple[int, ...]
+    data: np.ndarray
 
 
 class Segmenter:
@@ -50,6 +63,10 @@ class Segmenter:
         records the size it was trained at, each plane is rescaled to it and
         the result resized back. ``"auto"`` estimates it from the first plane
         (see :mod:`~napari_unet.core.sizing`); None never rescales.
+
+    When the device runs out of memory, the plane is predicted again with half
+    the tile, then (from an accelerator) on the CPU; each step is yielded as a
+    :class:`~napari_unet.core.progress.Notice` and kept for later planes.
     """
 
     def __init__(
@@ -73,6 +90,8 @@ class Segmenter:
         self.batch_size = batch_size
         self.margin = network.margin
         self.multiple = network.size_multiple
+        self.min_tile = network.valid_input_size(2 * self.margin + self.multiple)
+        self._fallbacks: list[tuple[int, torch.device]] | None = None
         trained = model.config.object_size if model.config.task == "instances" else None
         if object_size not in (None, "auto") and not (isinstance(object_size, (int, float)) and object_size > 0):
             raise ValueError(f"object_size must be a positive number of pixels, 'auto' or None, got {object_size!r}")
@@ -105,7 +124,7 @@ class Segmenter:
         """The tile side, up to the configured one, that computes the fewest pixels for ``shape``."""
         network = self.model.network
         best, best_cost = self.tile, None
-        tile = network.valid_input_size(2 * self.margin + self.multiple)
+        tile = self.min_tile
         while tile <= self.tile:
             opts = dict(tile=tile, overlap=self.overlap, margin=self.margin, multiple=self.multiple)
             try:
@@ -129,26 +148,51 @@ class Segmenter:
     def _tiling(self, shape: tuple[int, int]) -> dict:
         return dict(tile=self._tile_for(shape), overlap=self.overlap, margin=self.margin, multiple=self.multiple)
 
-    def iter_probabilities(self, plane: np.ndarray) -> Generator[Progress, None, np.ndarray]:
+    def iter_probabilities(self, plane: np.ndarray) -> Generator[Progress | Notice, None, np.ndarray]:
         """Class probabilities ``(K, Y, X)`` of one raw ``(C, Y, X)`` plane; a generator."""
         return (yield from self.iter_normalized(normalize(plane, self.model.config.normalization)))
 
-    def iter_normalized(self, x: np.ndarray) -> Generator[Progress, None, np.ndarray]:
+    def iter_normalized(self, x: np.ndarray) -> Generator[Progress | Notice, None, np.ndarray]:
         """Class probabilities ``(K, Y, X)`` of an already normalised ``(C, Y, X)`` plane; a generator."""
         scaled = rescale(x, self._ensure_scale(x))
-        prob = yield from predict_tiles(
-            scaled, self.predictor, batch_size=self.batch_size, **self._tiling(scaled.shape[1:])
-        )
-        return resize_to(prob, x.shape[1:])
+        while True:
+            tiling = self._tiling(scaled.shape[1:])
+            try:
+                prob = yield from predict_tiles(scaled, self.predictor, batch_size=self.batch_size, **tiling)
+                return resize_to(prob, x.shape[1:])
+            except Exception as error:  # noqa: BLE001 - anything but running out of memory is re-raised
+                if not is_out_of_memory(error):
+                    raise
+                found = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            # Outside the except block the traceback, and the tensors its frames hold, are gone.
+            yield Notice(self._fall_back(tiling["tile"], found))
+
+    def _fall_back(self, tile: int, found: str) -> str:
+        """Switch to the next smaller setting after running out of memory; the message says which."""
+        if self._fallbacks is None:
+            self._fallbacks = memory_fallbacks(tile, self.device, self._halve)
+        step = self._fallbacks.pop(0) if self._fallbacks else None
+        message = out_of_memory_message(tile, self.device, found, step)
+        if step is None:
+            raise InsufficientMemoryError(message)
+        new_tile, device = step
+        if device != self.device:
+            old = self.device
+            self.predictor = NetworkPredictor(self.model.network, device)
+            release_cached_memory(old)
+        else:
+            release_cached_memory(device)
+        self.tile = new_tile
+        return message
+
+    def _halve(self, tile: int) -> int | None:
+        half = self.model.network.valid_input_size(max(tile // 2, self.min_tile))
+        return half if half < tile else None
 
     def labels(self, prob: np.ndarray, *, output: Output = "instances", min_size: int = 10) -> np.ndarray:
         """Labels ``(Y, X)`` from probabilities ``(K, Y, X)``."""
         if output == "instances":
-            if self.model.config.task != "instances":
-                raise ImageError(
-                    f"instance labels need a model trained for instances, this one is {self.model.config.task!r}; "
-                    "ask for semantic labels"
-                )
+            check_output(self.model, output)
             return instance_labels(prob, min_size=min_size)
         if output == "semantic":
             return semantic_labels(prob)
@@ -180,7 +224,7 @@ def iter_predict(
     axes: str | None = None,
     channels: Sequence[int] | None = None,
     **segmenter_kwargs,
-) -> Generator[Progress, None, np.ndarray]:
+) -> Generator[Progress | Notice, None, np.ndarray]:
     """Class probabilities of every plane; a generator (see :func:`predict`)."""
     model, seg = _segmenter(model, segmenter_kwargs)
     layout = _layout(image, model, axes, channels)
@@ -203,7 +247,7 @@ def iter_segment(
     output: Output = "instances",
     min_size: int = 10,
     **segmenter_kwargs,
-) -> Generator[Progress, None, np.ndarray]:
+) -> Generator[Progress | Notice, None, np.ndarray]:
     """Labels of every plane; a generator (see :func:`segment`)."""
     model, seg = _segmenter(model, segmenter_kwargs)
     layout = _layout(image, model, axes, channels)
@@ -221,22 +265,74 @@ def iter_labels(
     output: Output = "instances",
     min_size: int = 10,
     stage: str = "tiles",
-) -> Generator[Progress, None, None]:
+) -> Generator[Progress | Notice, None, None]:
     """Label each plane in turn and hand it to ``consume(index, labels)``; a generator.
 
     Instance ids continue from plane to plane, so they are unique in the stack.
     """
+    label = _labeller(seg, output, min_size)
+    yield from _walk(layout, image, seg, lambda index, prob: consume(index, label(prob)), stage)
+
+
+def iter_planes(
+    image,
+    model: Model | str | os.PathLike,
+    *,
+    axes: str | None = None,
+    channels: Sequence[int] | None = None,
+    output: PlaneOutput = "instances",
+    planes: Iterable[tuple[int, ...]] | None = None,
+    min_size: int = 10,
+    **segmenter_kwargs,
+) -> Generator[Progress | Notice | PlaneResult, None, None]:
+    """Labels or probabilities of the chosen planes, each yielded as soon as it is done.
+
+    Takes the arguments of :func:`segment`, and
+
+    output : {"instances", "semantic", "probabilities"}
+        What each :class:`PlaneResult` holds: ``(Y, X)`` uint32 instance ids
+        (unique over the planes done here), ``(Y, X)`` class ids, or ``(K, Y, X)``
+        float32 probabilities.
+    planes : iterable of tuple of int, optional
+        Indices over the iterated axes (``()`` for a 2D image); all planes by default.
+
+    Yields :class:`~napari_unet.core.progress.Progress` after each batch of
+    tiles, :class:`~napari_unet.core.progress.Notice` for fallbacks, and a
+    :class:`PlaneResult` per plane.
+    """
+    if output not in ("instances", "semantic", "probabilities"):
+        raise ValueError(f"output must be 'instances', 'semantic' or 'probabilities', got {output!r}")
+    model, seg = _segmenter(model, segmenter_kwargs)
+    layout = _layout(image, model, axes, channels)
+    if output != "probabilities":
+        check_output(model, output)
+    label = (lambda prob: prob) if output == "probabilities" else _labeller(seg, output, min_size)
+    for update in _iter_planes(layout, image, seg, "tiles", planes):
+        yield PlaneResult(update.index, label(update.data)) if isinstance(update, PlaneResult) else update
+
+
+def check_output(model: Model, output: Output) -> None:
+    """Raise :class:`ImageError` if ``model`` cannot give ``output`` labels."""
+    if output == "instances" and model.config.task != "instances":
+        raise ImageError(
+            f"instance labels need a model trained for instances, this one is {model.config.task!r}; "
+            "ask for semantic labels"
+        )
+
+
+def _labeller(seg: Segmenter, output: Output, min_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``prob -> labels`` for consecutive planes; instance ids continue from plane to plane."""
     offset = 0
 
-    def label(index, prob):
+    def label(prob: np.ndarray) -> np.ndarray:
         nonlocal offset
         plane = seg.labels(prob, output=output, min_size=min_size)
         if output == "instances":
             plane[plane > 0] += offset
             offset = max(offset, int(plane.max()))
-        consume(index, plane)
+        return plane
 
-    yield from _walk(layout, image, seg, label, stage)
+    return label
 
 
 def _walk(
@@ -245,25 +341,46 @@ def _walk(
     seg: Segmenter,
     consume: Callable[[tuple[int, ...], np.ndarray], None],
     stage: str = "tiles",
-) -> Generator[Progress, None, None]:
-    """Probabilities of each plane in turn, handed to ``consume(index, prob)`` as soon as done.
+) -> Generator[Progress | Notice, None, None]:
+    """Probabilities of each plane in turn, handed to ``consume(index, prob)`` as soon as done."""
+    for update in _iter_planes(layout, image, seg, stage):
+        if isinstance(update, PlaneResult):
+            consume(update.index, update.data)
+        else:
+            yield update
 
-    Progress is counted in tiles over the whole stack.
+
+def _iter_planes(
+    layout: PlaneLayout,
+    image,
+    seg: Segmenter,
+    stage: str,
+    indices: Iterable[tuple[int, ...]] | None = None,
+) -> Generator[Progress | Notice | PlaneResult, None, None]:
+    """Probabilities of each plane in turn, as :class:`PlaneResult`.
+
+    Progress is counted in tiles over all the planes asked for.
     """
-    per_plane = total = None
-    for i, (index, plane) in enumerate(layout.planes(image)):
-        if per_plane is None:
+    indices = None if indices is None else [tuple(int(i) for i in index) for index in indices]
+    n_planes = layout.n_planes if indices is None else len(indices)
+    shape = layout.out_shape[-2:]
+    per_plane = None
+    for i, (index, plane) in enumerate(layout.planes(image, indices)):
+        if per_plane is None:  # the object size is estimated on the first plane, then tiles are known
             seg.prepare(plane)
-            per_plane = seg.tiles(layout.out_shape[-2:])
-            total = per_plane * layout.n_planes
+            per_plane = seg.tiles(shape)
         gen = seg.iter_probabilities(plane)
         while True:
             try:
-                p = next(gen)
+                update = next(gen)
             except StopIteration as stop:
-                consume(index, stop.value)
+                yield PlaneResult(index, stop.value)
                 break
-            yield Progress(i * per_plane + p.done, total, stage)
+            if isinstance(update, Progress):
+                yield Progress(i * per_plane + update.done, per_plane * n_planes, stage)
+            else:  # a fallback changed the tiles a plane needs
+                per_plane = seg.tiles(shape)
+                yield update
 
 
 def predict(image, model: Model | str | os.PathLike, **kwargs) -> np.ndarray:

@@ -115,13 +115,20 @@ def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = 
     return model
 
 
+def builtin_model_path(name: str) -> Path | None:
+    """The file of the shipped model ``name`` (a key of :data:`BUILTIN_MODELS`), or None when not installed."""
+    builtin = resources.files("napari_unet") / "models" / BUILTIN_MODELS[name]
+    return Path(str(builtin)) if builtin.is_file() else None
+
+
 def _resolve(path_or_name: str | os.PathLike) -> Path:
     name = str(path_or_name)
     if name in BUILTIN_MODELS:
-        builtin = resources.files("napari_unet") / "models" / BUILTIN_MODELS[name]
-        if not builtin.is_file():
-            raise FileNotFoundError(f"the built-in model {name!r} is not installed (expected {builtin})")
-        return Path(str(builtin))
+        builtin = builtin_model_path(name)
+        if builtin is None:
+            expected = resources.files("napari_unet") / "models" / BUILTIN_MODELS[name]
+            raise FileNotFoundError(f"the built-in model {name!r} is not installed (expected {expected})")
+        return builtin
     path = Path(path_or_name).expanduser()
     if not path.is_file():
         known = ", ".join(repr(n) for n in BUILTIN_MODELS)

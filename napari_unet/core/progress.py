@@ -1,7 +1,7 @@
 """Long work as generators: each ``yield`` reports progress and is a place to stop.
 
-A generator function in core yields :class:`Progress` (or a richer update)
-and *returns* its result. :func:`run` drives one to the end for callers that
+A generator function in core yields :class:`Progress` (or a richer update,
+such as a :class:`Notice` for the user) and *returns* its result. :func:`run` drives one to the end for callers that
 just want the result; napari's ``thread_worker`` drives the same generator in
 a worker thread and can quit between yields.
 """
@@ -26,6 +26,13 @@ class Progress:
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should be told while the work goes on (e.g. a fallback to smaller tiles)."""
+
+    message: str
 
 
 def run(generator: Generator[Any, None, T], callback: Callable[[Any], None] | None = None) -> T:

@@ -1,52 +1,74 @@
-"""Reader: TIFF / OME-TIFF / ImageJ stacks as image layers with their axes and scale."""
+"""Reader: TIFF / OME-TIFF / ImageJ stacks as image layers with their axes and scale.
+
+The file is opened (lazily when large, see :func:`~napari_unet.core.stack_io.read_stack`)
+when napari asks whether this plugin can read it, so a TIFF that cannot be read
+gets ``None`` and napari tries its other readers.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ..core.errors import StackFileError
-from ..core.stack_io import Stack, is_tiff, read_stack
+from ..core.stack_io import TIFF_SUFFIXES, Stack, read_stack
+
+# Units as TIFF files spell them, to the names napari (pint) knows.
+_UNITS = {
+    "µm": "micrometer",
+    "μm": "micrometer",
+    "um": "micrometer",
+    "\\u00b5m": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "micrometer": "micrometer",
+    "nm": "nanometer",
+    "nanometer": "nanometer",
+    "mm": "millimeter",
+    "millimeter": "millimeter",
+}
 
 
 def napari_get_reader(path):
-    """Return a reader for a TIFF file, or None for anything else (napari tries other readers)."""
-    if isinstance(path, list):
+    """The reader for one TIFF file that opens, or None (napari then tries other readers)."""
+    if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
         path = path[0]
-    if Path(path).suffix.lower() not in (".tif", ".tiff") or not is_tiff(path):
+    if Path(str(path)).suffix.lower() not in TIFF_SUFFIXES:
         return None
-    return read_tiff
-
-
-def read_tiff(path) -> list[tuple]:
-    """One image layer (or one per channel) from a TIFF file, lazily for large files."""
-    if isinstance(path, list):
-        path = path[0]
     try:
         stack = read_stack(path)
-    except StackFileError:
-        raise
+    except (StackFileError, OSError):
+        return None
+    return functools.partial(_read, stack)
+
+
+def _read(stack: Stack, path=None) -> list[tuple]:
     return [layer_data(stack)]
 
 
 def layer_data(stack: Stack) -> tuple:
-    """``(data, kwargs, "image")`` for napari, channels split and scale set from the file."""
+    """``(data, kwargs, "image")`` for napari: RGB kept as RGB, other channels split into layers.
+
+    Every layer gets its axes (without the channel axis) in ``metadata["axes"]``,
+    the pixel size the file gives as ``scale`` and its unit as ``units``.
+    """
     axes = stack.axes
-    kwargs: dict = {"name": stack.path.stem if stack.path else "image", "metadata": {"axes": axes}}
-    spatial = [a for a in axes if a not in "CS"]
+    name = stack.path.stem if stack.path else "image"
+    channel = next((a for a in axes if a in "CS"), None)
+    rgb = channel == "S" and axes.endswith("S") and stack.shape[-1] in (3, 4)
+    kept = axes if rgb else axes.replace(channel, "") if channel else axes
+    spatial = kept.replace("S", "")
+    kwargs: dict = {"name": name, "metadata": {"axes": kept}}
     kwargs["scale"] = [stack.scale.get(a, 1.0) for a in spatial]
-    if stack.unit:
-        kwargs["units"] = _napari_unit(stack.unit)
-    if "S" in axes and stack.shape[axes.index("S")] in (3, 4) and axes.endswith("S"):
+    unit = _UNITS.get((stack.unit or "").strip().lower())
+    if unit and stack.scale:
+        kwargs["units"] = unit
+    if rgb:
         kwargs["rgb"] = True
-    elif "C" in axes:
-        kwargs["channel_axis"] = axes.index("C")
-        kwargs["metadata"] = {"axes": axes.replace("C", "")}
+    elif channel:
+        n = stack.shape[axes.index(channel)]
+        kwargs["channel_axis"] = axes.index(channel)
+        kwargs["name"] = [f"{name} ch{i}" for i in range(n)]
     return stack.data, kwargs, "image"
-
-
-def _napari_unit(unit: str) -> str:
-    return {"µm": "micrometer", "um": "micrometer", "\\u00B5m": "micrometer", "micron": "micrometer", "nm": "nanometer"}.get(
-        unit, unit
-    )

@@ -1,0 +1,21 @@
+"""``make run``: napari with the plugin's widgets, a sample image and the shipped model when installed."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    import napari
+
+    from .core.model import builtin_model_path
+
+    viewer = napari.Viewer()
+    viewer.open_sample("napari-unet", "nuclei_fluorescence_dense")
+    _, predict = viewer.window.add_plugin_dock_widget("napari-unet", "Predict")
+    viewer.window.add_plugin_dock_widget("napari-unet", "Label tools")
+    if builtin_model_path("default") is not None:
+        predict.set_model("default")
+    napari.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,517 @@
+"""Predict: segment the plane on screen, or the whole stack, into a Labels layer (or probabilities into an Image).
+
+Only wiring: the work is :func:`napari_unet.core.inference.iter_planes`, run in a
+napari ``thread_worker`` on a copy of the image; each finished plane comes back
+to the main thread and is written into the layer there. Stop quits the worker
+at its next step (one tile: the widget predicts one tile per step, and on the
+CPU caps the tile at :data:`CPU_TILE`, so a step stays well under a second).
+
+Nothing the user drew is overwritten without asking: the widget remembers a
+fingerprint of each plane it wrote, and a plane that holds labels and no longer
+matches (painted, filled, erased, undone, or labels from elsewhere) is only
+overwritten after a yes, as an undoable change.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QSettings, Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.axes import CHANNEL_AXES, plane_layout
+from ..core.devices import DEVICE_CHOICES, available, cpu_cores, resolve_device
+from ..core.errors import NapariUNetError
+from ..core.inference import check_output
+from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
+from ..core.progress import Notice, Progress
+from .layers import (
+    fingerprint,
+    image_array,
+    image_axes,
+    labels_shape,
+    plane_at_cursor,
+    smallest_label_dtype,
+    widen_for,
+    write_plane,
+    write_undoable,
+)
+from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
+
+OUTPUTS = {
+    "instances": "Instances (an id per object)",
+    "semantic": "Semantic (a class per pixel)",
+    "probabilities": "Probabilities (Image layer)",
+}
+# Largest automatic tile on the CPU: a width-32, depth-4 U-Net takes ~0.5 s for a
+# 256 x 256 tile on one core of the 2-core test machine, so Stop answers within a second.
+CPU_TILE = 256
+CHOOSE_FILE = "\0choose"
+NEW_LAYER = "\0new"
+RECENT_MODELS = 5
+PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
+
+
+def default_settings() -> QSettings:
+    """Where the widget remembers its model between sessions."""
+    return QSettings("napari-unet", "napari-unet")
+
+
+class PredictWidget(QWidget):
+    """Choose an image layer, a model and what to predict; Run, Stop.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers are read and written.
+    settings : QSettings, optional
+        Where the model choice is remembered (tests pass their own).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, settings: QSettings | None = None):
+        super().__init__()
+        self.viewer = viewer
+        self.settings = settings if settings is not None else default_settings()
+        self.worker = None
+        self._job: Job | None = None
+        self._progress = None
+        self._progress_shown = 0.0
+        self._models: dict = {}
+        self._written: dict[tuple, int] = {}
+        self._last_target: dict[tuple, object] = {}
+
+        self.image_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.output_combo = QComboBox()
+        for key, text in OUTPUTS.items():
+            self.output_combo.addItem(text, key)
+        self.target_combo = QComboBox()
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItem("Plane on screen", "plane")
+        self.scope_combo.addItem("Whole stack", "stack")
+        self.device_combo = QComboBox()
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(0, 8192)
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setSpecialValueText("auto")
+        self.tile_spin.setToolTip(
+            f"Largest tile side in pixels. auto: the model's own on a GPU, at most {CPU_TILE} on the CPU "
+            "(short steps, so Stop is quick)."
+        )
+        self.run_button = QPushButton("Run")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("model", self.model_combo)
+        form.addRow("output", self.output_combo)
+        form.addRow("into", self.target_combo)
+        form.addRow("planes", self.scope_combo)
+        form.addRow("device", self.device_combo)
+        form.addRow("tile", self.tile_spin)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+
+        self._fill_devices()
+        self._fill_models()
+        self.refresh_choices()
+
+        self.model_combo.activated.connect(self._on_model_activated)
+        self.image_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
+        self.output_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
+        self.device_combo.currentIndexChanged.connect(self._remember_device)
+        self.run_button.clicked.connect(self.run)
+        self.stop_button.clicked.connect(self.stop)
+        events = self.viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered, events.renamed):
+            event.connect(self.refresh_choices)
+
+    # ---- choices --------------------------------------------------------------------------------
+
+    def refresh_choices(self, event=None) -> None:
+        """List the viewer's image layers (and the layers a result can go into) again."""
+        current = self.image_combo.currentData()
+        images = [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        for layer in images:
+            self.image_combo.addItem(layer.name, layer)
+        ids = [layer.unique_id for layer in images]
+        active = self.viewer.layers.selection.active
+        if current is not None and current.unique_id in ids:
+            self.image_combo.setCurrentIndex(ids.index(current.unique_id))
+        elif isinstance(active, Image) and active.unique_id in ids:
+            self.image_combo.setCurrentIndex(ids.index(active.unique_id))
+        elif images:
+            self.image_combo.setCurrentIndex(len(images) - 1)
+        self.image_combo.blockSignals(False)
+        self._refresh_targets(prefer_last=not _same_layer(self.image_combo.currentData(), current))
+
+    def _refresh_targets(self, *_, prefer_last: bool = False) -> None:
+        image = self.image_combo.currentData()
+        output = self.output_combo.currentData()
+        current = self.target_combo.currentData()
+        self.target_combo.clear()
+        self.target_combo.addItem("new layer", NEW_LAYER)
+        shape, stack = None, False
+        if image is not None:
+            try:
+                axes = image_axes(image)
+                shape = labels_shape(tuple(image_array(image).shape), axes)
+                stack = len(shape) > 2
+            except NapariUNetError:
+                shape = None
+        for layer in self.viewer.layers:
+            if shape is not None and self._fits(layer, shape, output):
+                self.target_combo.addItem(layer.name, layer)
+        self.scope_combo.setEnabled(stack)
+        if not stack:
+            self.scope_combo.setCurrentIndex(0)
+        ids = [None] + [self.target_combo.itemData(i).unique_id for i in range(1, self.target_combo.count())]
+        remembered = self._last_target.get((image.unique_id, output)) if image is not None else None
+        # After a run, or for another image or output, the layer last predicted into for them; else keep the choice.
+        for wanted in (remembered, current) if prefer_last else (current,):
+            if wanted not in (None, NEW_LAYER) and wanted.unique_id in ids:
+                self.target_combo.setCurrentIndex(ids.index(wanted.unique_id))
+                break
+
+    def _present(self, layer) -> bool:
+        return any(other.unique_id == layer.unique_id for other in self.viewer.layers)
+
+    @staticmethod
+    def _fits(layer, shape: tuple[int, ...], output: str) -> bool:
+        if output == "probabilities":
+            return (
+                isinstance(layer, Image)
+                and (layer.metadata or {}).get("napari_unet") == "probabilities"
+                and tuple(layer.data.shape[1:]) == shape
+            )
+        return isinstance(layer, Labels) and tuple(layer.data.shape) == shape
+
+    def _fill_devices(self) -> None:
+        names = available().split(", ")
+        remembered = self.settings.value("predict/device", "auto")
+        for name in DEVICE_CHOICES:
+            self.device_combo.addItem(name, name)
+            enabled = name == "auto" or name in names
+            self.device_combo.model().item(self.device_combo.count() - 1).setEnabled(enabled)
+            if enabled and name == remembered:
+                self.device_combo.setCurrentIndex(self.device_combo.count() - 1)
+
+    def _remember_device(self, *_) -> None:
+        self.settings.setValue("predict/device", self.device_combo.currentData())
+
+    def _fill_models(self) -> None:
+        self.model_combo.clear()
+        for name in BUILTIN_MODELS:
+            if builtin_model_path(name) is not None:
+                self.model_combo.addItem(f"{name} (shipped)", name)
+        for path in self._recent_models():
+            self.model_combo.addItem(Path(path).name, path)
+            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
+        if self.model_combo.count() == 0:
+            self.model_combo.addItem("no model: choose a file", "")
+            self.status.setText(
+                "This installation has no shipped model yet: choose a model file (.safetensors) under 'model'."
+            )
+        self.model_combo.addItem("Choose file...", CHOOSE_FILE)
+        chosen = self.settings.value("predict/model", "")
+        index = self.model_combo.findData(chosen)
+        self.model_combo.setCurrentIndex(index if index >= 0 else 0)
+
+    def _recent_models(self) -> list[str]:
+        recent = self.settings.value("predict/recent_models", []) or []
+        if isinstance(recent, str):  # QSettings gives a lone string for a one-item list
+            recent = [recent]
+        return [p for p in recent if Path(p).is_file()]
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) != CHOOSE_FILE:
+            self.settings.setValue("predict/model", self.model_combo.itemData(index))
+            return
+        start = str(Path(self._recent_models()[0]).parent) if self._recent_models() else ""
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a napari-unet model", start, f"napari-unet models (*{MODEL_SUFFIX});;All files (*)"
+        )
+        if path:
+            self.set_model(path)
+        else:
+            self._fill_models()
+
+    def set_model(self, model: str) -> bool:
+        """Choose a model file (or a shipped model's name) and remember it; False, with a notification, if unusable."""
+        try:
+            self._load_model(model)
+        except (NapariUNetError, OSError) as error:
+            show_error(f"cannot use model {model}: {error}")
+            self._fill_models()
+            return False
+        if model not in BUILTIN_MODELS:
+            path = str(Path(model).resolve())
+            recent = [path] + [p for p in self._recent_models() if p != path]
+            self.settings.setValue("predict/recent_models", recent[:RECENT_MODELS])
+            model = path
+        self.settings.setValue("predict/model", model)
+        self._fill_models()
+        return True
+
+    def _load_model(self, choice: str) -> Model:
+        """The chosen model, loaded once per version of its file (a re-trained file is read again)."""
+        if not choice:
+            known = ", ".join(BUILTIN_MODELS)
+            raise NapariUNetError(
+                f"no model chosen, and this installation has no shipped model ({known}); "
+                "choose a model file (.safetensors) with 'Choose file...'"
+            )
+        path = builtin_model_path(choice) if choice in BUILTIN_MODELS else Path(choice)
+        if path is None:
+            raise FileNotFoundError(f"the shipped model {choice!r} is not installed; choose a model file")
+        stat = Path(path).stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._models:
+            self._models = {key: load_model(path)}
+        return self._models[key]
+
+    # ---- running -------------------------------------------------------------------------------
+
+    def run(self):
+        """Start predicting with the current choices; returns the worker, or None (nothing started)."""
+        if self.worker is not None:
+            return None
+        try:
+            job = self._prepare()
+        except (NapariUNetError, OSError, ValueError) as error:
+            show_error(str(error))
+            self.status.setText(f"Not started: {error}")
+            return None
+        if job is None:
+            self.status.setText("Not started: the edited labels were kept.")
+            return None
+        self._start(job)
+        return self.worker
+
+    def stop(self) -> None:
+        """Stop the running prediction after its current step."""
+        if self.worker is not None:
+            self.status.setText("Stopping...")
+            self.worker.quit()
+
+    def _prepare(self) -> Job | None:
+        image = self.image_combo.currentData()
+        if image is None:
+            raise NapariUNetError(
+                "Predict needs an image layer: open an image (File > Open, or File > Open Sample > napari-unet); "
+                "found no image layer in the viewer"
+            )
+        model = self._load_model(self.model_combo.currentData() or "")
+        axes = image_axes(image)
+        shape = tuple(image_array(image).shape)
+        plane_layout(shape, axes, model.in_channels)  # raises with what the model expects and what the image has
+        output = self.output_combo.currentData()
+        if output != "probabilities":
+            check_output(model, output)
+        device = self.device_combo.currentData()
+        on_cpu = resolve_device(device).type == "cpu"
+        tile = self.tile_spin.value() or (min(model.config.tile, CPU_TILE) if on_cpu else None)
+        out_shape = labels_shape(shape, axes)
+        iterated = [i for i, a in enumerate(axes) if a not in CHANNEL_AXES + "YX"]
+        whole = self.scope_combo.currentData() == "stack" or not iterated
+        origin = None if whole else plane_at_cursor(image, self.viewer, axes)
+        data, planes = copy_for_worker(image_array(image), iterated, origin)
+        target, new = self._target(image, axes, out_shape, output, model)
+        job = Job(data, axes, model, output, planes, origin, device, tile, max(1, cpu_cores() - 1), target, new)
+        if output != "probabilities":
+            layer_planes = [origin] if origin is not None else list(np.ndindex(*out_shape[:-2]))
+            if not self._approve(job, layer_planes):
+                if new:
+                    self.viewer.layers.remove(target)
+                return None
+            job.dtype = np.dtype(target.data.dtype)
+            if output == "instances" and origin is not None:
+                job.offset = largest_label_elsewhere(target.data, origin)
+        return job
+
+    def _target(self, image, axes: str, out_shape, output: str, model: Model):
+        """The layer the result goes into, made now when new (so the main thread pays for it before the run)."""
+        chosen = self.target_combo.currentData()
+        if chosen not in (None, NEW_LAYER) and self._present(chosen):
+            expected = (model.config.network.out_channels, *out_shape) if output == "probabilities" else out_shape
+            if tuple(chosen.data.shape) != expected:
+                raise NapariUNetError(
+                    f"layer {chosen.name!r} has shape {tuple(chosen.data.shape)}; "
+                    f"expected {expected} for the {output} of {image.name!r} with this model"
+                )
+            return chosen, False
+        displayed = axes[:-1] if image.rgb else axes
+        keep = [i for i, a in enumerate(displayed) if a not in CHANNEL_AXES]
+        where = {
+            "scale": [image.scale[i] for i in keep],
+            "translate": [image.translate[i] for i in keep],
+            "units": [image.units[i] for i in keep],
+        }
+        out_axes = "".join(displayed[i] for i in keep)
+        name = f"{image.name} {output}"
+        if output == "probabilities":
+            k = model.config.network.out_channels
+            layer = self.viewer.add_image(
+                np.zeros((k, *out_shape), np.float32),
+                name=name,
+                scale=[1.0, *where["scale"]],
+                translate=[0.0, *where["translate"]],
+                units=["pixel", *where["units"]],
+                contrast_limits=(0.0, 1.0),
+                colormap="magma",
+                blending="additive",
+                metadata={"axes": "C" + out_axes, "napari_unet": "probabilities", "classes": model.class_names},
+            )
+        else:
+            dtype = smallest_label_dtype(0) if output == "instances" else np.uint8
+            layer = self.viewer.add_labels(np.zeros(out_shape, dtype), name=name, metadata={"axes": out_axes}, **where)
+        self._last_target[(image.unique_id, output)] = layer
+        return layer, True
+
+    def _approve(self, job: Job, planes: list[tuple[int, ...]]) -> bool:
+        """Ask before overwriting planes that hold labels other than this widget's last prediction."""
+        others = {}
+        for index in planes:
+            plane = np.asarray(job.target.data[index])
+            if plane.any():
+                fp = fingerprint(plane)
+                if self._written.get((job.target.unique_id, index)) != fp:
+                    others[index] = fp
+        if not others:
+            return True
+        which = "the plane" if len(planes) == 1 else f"{len(others)} of the {len(planes)} planes"
+        if not self._ask(
+            f"In '{job.target.name}', {which} to predict hold labels that are not this widget's last "
+            "prediction (edited by hand, or from elsewhere).\n\nOverwrite them? (Undo with Ctrl+Z.)"
+        ):
+            return False
+        job.approved = others
+        return True
+
+    def _ask(self, question: str) -> bool:
+        answer = QMessageBox.question(
+            self, "napari-unet: overwrite labels?", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No
+        )
+        return answer == QMessageBox.Yes
+
+    def _start(self, job: Job) -> None:
+        self._job = job
+        what = "the plane on screen" if job.origin is not None else "all planes"
+        self._progress = progress(total=0, desc=f"napari-unet: predicting {job.output}")
+        worker = create_worker(predict_job, job, _start_thread=False)
+        worker.yielded.connect(self._on_update)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.status.setText(f"Predicting {job.output} of {what} into '{job.target.name}'...")
+        worker.start()
+
+    # ---- results (main thread) -----------------------------------------------------------------
+
+    def _on_update(self, update) -> None:
+        job = self._job
+        if job is None:
+            return
+        if isinstance(update, Progress):
+            # A step can be a few milliseconds: redrawing the bar for each would keep the main thread busy.
+            now = time.perf_counter()
+            if now - self._progress_shown < PROGRESS_INTERVAL and update.done < update.total:
+                return
+            self._progress_shown = now
+            if self._progress.total != update.total:
+                self._progress.total = update.total
+            self._progress.update(update.done - self._progress.n)
+        elif isinstance(update, Notice):
+            show_warning(update.message)
+            self.status.setText(update.message)
+        elif isinstance(update, FinishedPlane):
+            self._write(job, update)
+        elif isinstance(update, Failure):
+            job.failed = True
+            self.status.setText(f"Failed: {update.message}")
+            if update.error is not None:
+                raise update.error
+            show_error(update.message)
+
+    def _write(self, job: Job, plane: FinishedPlane) -> None:
+        index = job.layer_index(plane.index)
+        layer = job.target
+        if not self._present(layer):
+            return
+        if job.output == "probabilities":
+            layer.data[(slice(None), *index)] = plane.data
+            layer.refresh()
+            job.written += 1
+            return
+        current = np.asarray(layer.data[index])
+        if current.any() and fingerprint(current) not in (
+            self._written.get((layer.unique_id, index)),
+            job.approved.get(index),
+        ):
+            if not self._ask(
+                f"Plane {index or ''} of '{layer.name}' was edited while predicting.\n\nOverwrite it? "
+                "(Undo with Ctrl+Z.)"
+            ):
+                show_info(f"kept the edits in plane {index} of '{layer.name}'")
+                return
+        if widen_for(layer, int(plane.data.max()) if plane.data.size else 0):
+            show_info(f"'{layer.name}' now holds {layer.data.dtype} labels, to fit the ids (its undo history is reset)")
+        if job.new_target and not current.any():  # nothing to undo in a layer made for this result
+            write_plane(layer, index, plane.data)
+        else:
+            with layer.block_history():
+                write_undoable(layer, index, plane.data)
+        same = plane.fingerprint is not None and plane.data.dtype == layer.data.dtype
+        self._written[(layer.unique_id, index)] = plane.fingerprint if same else fingerprint(layer.data[index])
+        job.written += 1
+
+    def _on_finished(self) -> None:
+        job, worker = self._job, self.worker
+        self._job = self.worker = None
+        self._progress.close()
+        self.run_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if job is None:
+            return
+        seconds = time.perf_counter() - job.started
+        if worker.abort_requested:
+            show_info(f"prediction stopped; {job.written} plane(s) written")
+            self.status.setText(f"Stopped after {seconds:.1f} s; {job.written} plane(s) written.")
+        elif not job.failed:
+            self.status.setText(f"Done in {seconds:.1f} s: {job.written} plane(s) into '{job.target.name}'.")
+        if job.new_target and job.written == 0 and self._present(job.target):
+            self.viewer.layers.remove(job.target)
+        self._refresh_targets(prefer_last=True)
+
+
+def _same_layer(a, b) -> bool:
+    return a is None and b is None or (a is not None and b is not None and a.unique_id == b.unique_id)
