@@ -158,3 +158,26 @@ def test_chosen_planes_only_are_predicted(model, rng):
 def test_a_plane_outside_the_stack_is_refused(model):
     with pytest.raises(ImageError, match=r"plane \(3,\) asked for, but the planes over axes 'Z' have shape \(2,\)"):
         list(iter_planes(np.zeros((2, 20, 20)), model, axes="ZYX", planes=[(3,)]))
+
+
+def test_the_object_size_is_estimated_once_per_image_not_once_per_segmenter(monkeypatch):
+    import napari_unet.core.inference as inference
+    from napari_unet.core.inference import Segmenter, iter_labels
+    from napari_unet.core.axes import plane_layout
+    from napari_unet.core.progress import run
+    from napari_unet import Model, ModelConfig
+
+    estimates = []
+
+    def fake_estimate(x, label_crop, object_size):
+        estimates.append(x.shape)
+        return 1.0
+
+    monkeypatch.setattr(inference, "estimate_scale", fake_estimate)
+    model = Model.from_config(ModelConfig(network={"depth": 2, "width": 4}, object_size=20.0))
+    seg = Segmenter(model, device="cpu")
+    stack = np.random.default_rng(0).random((3, 32, 40)).astype(np.float32)
+    for _ in range(2):  # two images (each a 3-plane stack) through one segmenter
+        layout = plane_layout(stack.shape, "ZYX", 1)
+        run(iter_labels(layout, stack, seg, lambda index, labels: None))
+    assert estimates == [(1, 32, 40), (1, 32, 40)]

@@ -96,11 +96,17 @@ class Segmenter:
         if object_size not in (None, "auto") and not (isinstance(object_size, (int, float)) and object_size > 0):
             raise ValueError(f"object_size must be a positive number of pixels, 'auto' or None, got {object_size!r}")
         self._trained_size = trained
+        self._auto = trained is not None and object_size == "auto"
         self.scale: float | None = 1.0
-        if trained is not None and object_size == "auto":
+        if self._auto:
             self.scale = None  # estimated from the first plane
         elif trained is not None and object_size is not None:
             self.scale = trained / float(object_size)
+
+    def new_image(self) -> None:
+        """Forget an estimated object size: the next plane belongs to another image."""
+        if self._auto:
+            self.scale = None
 
     def prepare(self, plane: np.ndarray) -> None:
         """Estimate the object size from this raw ``(C, Y, X)`` plane if it is still unknown."""
@@ -365,6 +371,7 @@ def _iter_planes(
     n_planes = layout.n_planes if indices is None else len(indices)
     shape = layout.out_shape[-2:]
     per_plane = None
+    seg.new_image()
     for i, (index, plane) in enumerate(layout.planes(image, indices)):
         if per_plane is None:  # the object size is estimated on the first plane, then tiles are known
             seg.prepare(plane)
