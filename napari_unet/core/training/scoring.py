@@ -52,7 +52,7 @@ def score(network: torch.nn.Module, samples: list[Sample], config: ModelConfig, 
             counts = c if counts is None else counts + c
         else:
             truth = np.where(reviewed, labels, IGNORE_INDEX)
-            ious.append(mean_iou(semantic_labels(prob), truth, num_classes=config.network.out_channels))
+            ious.append(mean_iou(semantic_labels(prob), truth, num_classes=config.num_classes))
     if config.task == "instances":
         assert isinstance(counts, InstanceCounts)
         ap = counts.average_precision
