@@ -129,6 +129,8 @@ class UNet(nn.Module):
             raise ValueError(f"input size {n} is too small for an unpadded U-Net of depth {self.depth}")
         for _ in range(self.depth):
             size = size * 2 - 4
+        if size <= 0:  # a bottom smaller than 4 px shrinks to nothing on the way up
+            raise ValueError(f"input size {n} is too small for an unpadded U-Net of depth {self.depth}")
         return size
 
     def valid_input_size(self, n: int) -> int:
