@@ -42,6 +42,8 @@ def test_train_u2net_p_for_foreground_with_the_options_it_was_given(nuclei, tmp_
     settings = model.config.provenance["train_config"]
     assert (settings["loss"], settings["optimizer"], settings["lr"]) == ("bce", "rmsprop", 0.0005)
     assert (settings["patch"], settings["batch_size"], settings["seed"]) == (40, 1, 3)
+    # validated on a held-out band, with the instance labels taken as foreground there too
+    assert model.config.provenance["validation"]["metric"] == "mean IoU"
 
 
 def test_train_the_original_unet_unpadded_without_batch_norm(nuclei, tmp_path):

@@ -137,3 +137,17 @@ def test_u2net_p_is_trained_on_its_six_side_outputs_and_the_fused_one(monkeypatc
     assert sides_seen == [6] * 6
     assert 7 * 0.3 < losses[0] < 7 * 1.5  # seven binary cross-entropies, near ln 2 each at the start
     assert np.mean(losses[-2:]) < 0.8 * losses[0]
+
+
+def test_a_two_class_model_trains_and_validates_on_instance_labels_taken_as_foreground():
+    from napari_unet.core.config import ModelConfig
+    from napari_unet.core.model import Model
+    from napari_unet.core.training import score
+
+    image, labels = _real_crop(128)
+    config = ModelConfig(network={"depth": 2, "width": 4, "out_channels": 2}, task="semantic",
+                         class_names=("background", "nuclei"), tile=64, overlap=16)
+    samples = make_samples(image, labels, config)
+    assert labels.max() > 1 and set(np.unique(samples[0].target)) == {0, 1}
+    result = score(Model.from_config(config).network, samples, config, device="cpu")
+    assert result.name == "mean IoU" and 0 <= result.value <= 1
