@@ -16,7 +16,8 @@ def start(args: list[str], log: Path, *, threads: int) -> subprocess.Popen:
     """Start ``napari-unet ARGS`` with ``threads`` CPU threads, stderr and stdout to ``log``."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log, "w") as f:
-        return subprocess.Popen([sys.executable, "-m", "napari_unet.cli", *args], stdout=f, stderr=subprocess.STDOUT, env=env)
+        command = [sys.executable, "-m", "napari_unet.cli", *args]
+        return subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env)
 
 
 def run_together(commands: dict[str, list[str]], logs: Path, *, threads: int) -> None:

@@ -71,8 +71,9 @@ def main(argv=None) -> int:
     commands = {}
     for name, (arch, patch, batch) in NETWORKS.items():
         commands[f"train-{name}"] = [
-            "train", "--images", str(train_images), "--labels", str(train_labels), "-o", str(work / f"{name}.safetensors"),
-            "--arch", arch, "--patch", str(patch), "--batch-size", str(batch), *common,
+            "train", "--images", str(train_images), "--labels", str(train_labels),
+            "-o", str(work / f"{name}.safetensors"), "--arch", arch, "--patch", str(patch),
+            "--batch-size", str(batch), *common,
         ]
     started = time.perf_counter()
     run_together(commands, work, threads=args.threads)

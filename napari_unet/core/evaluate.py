@@ -148,7 +148,8 @@ def iter_evaluate(
                     tally[baseline].add(name, _baseline_labels(plane, object_size, min_size), true)
             else:
                 target = _class_targets(true, config.num_classes, label_file.name)
-                tally["model"].add(name, segmenter.labels(prob, output="semantic"), target, foreground_probability(prob))
+                predicted = segmenter.labels(prob, output="semantic")
+                tally["model"].add(name, predicted, target, foreground_probability(prob))
                 if baseline:
                     objects = _baseline_labels(plane, object_size, min_size) > 0
                     tally[baseline].add(name, objects.astype(np.uint8), target, objects.astype(np.float32))

@@ -388,7 +388,9 @@ def _match(rows: np.ndarray, cols: np.ndarray, iou: np.ndarray, threshold: float
 # --- probability maps --------------------------------------------------------
 
 
-def precision_recall_curve(prob: np.ndarray, target: np.ndarray, *, thresholds: int = 255) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall_curve(
+    prob: np.ndarray, target: np.ndarray, *, thresholds: int = 255
+) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall of ``prob`` binarised at evenly spaced thresholds.
 
     At level ``k = 1 .. thresholds`` a pixel is foreground when
