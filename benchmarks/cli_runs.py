@@ -28,6 +28,14 @@ def run_together(commands: dict[str, list[str]], logs: Path, *, threads: int) ->
         raise SystemExit(f"failed: {', '.join(failed)}; see the logs in {logs}")
 
 
+def no_validation_settings(folder: Path) -> Path:
+    """A training-settings file that holds out nothing: the benchmark's own test images are the check,
+    and validation passes would cost the networks unequal parts of the time budget."""
+    path = folder / "train_settings.json"
+    path.write_text('{"val_fraction": 0}\n')
+    return path
+
+
 def machine() -> str:
     """One line about where this ran."""
     cpu = platform.processor() or platform.machine()

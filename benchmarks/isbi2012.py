@@ -21,7 +21,7 @@ from pathlib import Path
 
 import tifffile
 
-from cli_runs import fmt, machine, replace_section, run_together
+from cli_runs import fmt, machine, no_validation_settings, replace_section, run_together
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "isbi2012"
@@ -67,7 +67,8 @@ def main(argv=None) -> int:
 
     common = ["--from", "scratch", "--task", "semantic", "--classes", "2", "--width", str(args.width),
               "--depth", str(args.depth), "--minutes", str(args.minutes), "--seed", str(args.seed),
-              "--loss", args.loss, "--optimizer", args.optimizer, "--lr", str(args.lr), "--device", "cpu"]
+              "--loss", args.loss, "--optimizer", args.optimizer, "--lr", str(args.lr), "--device", "cpu",
+              "--config", str(no_validation_settings(work))]
     commands = {}
     for name, (arch, patch, batch) in NETWORKS.items():
         commands[f"train-{name}"] = [
@@ -121,8 +122,8 @@ def render(rows, args, trained_seconds: float) -> str:
     lines += [
         "",
         f"Command: `{command}`. Budget: {args.minutes:g} minutes of training each, both at the same time with "
-        f"{args.threads} CPU thread(s) each ({trained_seconds / 60:.1f} minutes wall in all, validation on 4 of "
-        f"the 20 training slices included). Machine: {machine()}, shared with other work, so step counts are noisy.",
+        f"{args.threads} CPU thread(s) each ({trained_seconds / 60:.1f} minutes wall in all, no validation during "
+        f"training). Machine: {machine()}, shared with other work, so step counts are noisy.",
     ]
     return "\n".join(lines)
 

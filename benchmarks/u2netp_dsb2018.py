@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from cli_runs import fmt, machine, replace_section, run_together
+from cli_runs import fmt, machine, no_validation_settings, replace_section, run_together
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018"
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
 
     common = ["--from", "scratch", "--task", "semantic", "--classes", "1", "--loss", "ce", "--minutes",
               str(args.minutes), "--seed", str(args.seed), "--lr", str(args.lr), "--patch", str(args.patch),
-              "--batch-size", str(args.batch_size), "--device", "cpu"]
+              "--batch-size", str(args.batch_size), "--device", "cpu",
+              "--config", str(no_validation_settings(work))]
     started = time.perf_counter()
     run_together(
         {
