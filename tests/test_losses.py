@@ -136,3 +136,12 @@ def test_unknown_names_and_bad_inputs_say_what_was_expected():
         bce_with_logits(LOGITS, TARGET)
     with pytest.raises(ValueError, match=r"float weights of shape \(1, 1, 2\), got torch.float32 \(1, 2\)"):
         cross_entropy(LOGITS, TARGET, weight=torch.ones(1, 2))
+
+
+def test_cross_entropy_of_a_one_channel_output_is_the_binary_one():
+    from napari_unet.core.losses import bce_with_logits, loss_for_outputs
+
+    assert loss_for_outputs("ce", 1) is bce_with_logits and loss_for_outputs("weighted_ce", 1) is bce_with_logits
+    assert loss_for_outputs("ce", 2) is not bce_with_logits
+    with pytest.raises(ValueError, match="one-channel output, this network has 3 channels"):
+        loss_for_outputs("bce", 3)

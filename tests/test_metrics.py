@@ -10,12 +10,14 @@ from napari_unet.core.metrics import (
     class_iou,
     confusion_matrix,
     dice,
+    f_beta,
     mae,
     match_instances,
     max_f_beta,
     mean_class_accuracy,
     mean_iou,
     pixel_accuracy,
+    precision_recall_curve,
 )
 
 I = IGNORE_INDEX
@@ -239,3 +241,12 @@ def test_probability_maps_outside_0_1_are_refused():
         mae(PROB, GT * 255)
     with pytest.raises(ValueError, match=r"same shape, got \(4,\) and \(2, 2\)"):
         max_f_beta(PROB, GT.reshape(2, 2))
+
+
+def test_precision_recall_curve_and_f_beta_by_hand():
+    # levels floor(10 p) = 9, 6, 4, 1 with foreground at 0.9 and 0.4
+    precision, recall = precision_recall_curve(PROB, GT, thresholds=10)
+    np.testing.assert_allclose(precision, [1 / 2, 2 / 3, 2 / 3, 2 / 3, 1 / 2, 1 / 2, 1, 1, 1, 0])
+    np.testing.assert_allclose(recall, [1, 1, 1, 1, 1 / 2, 1 / 2, 1 / 2, 1 / 2, 1 / 2, 0])
+    np.testing.assert_allclose(f_beta([1, 2 / 3, 0], [1 / 2, 1, 0], beta2=0.3), [0.65 / 0.8, (1.3 * 2 / 3) / 1.2, 0])
+    assert np.isnan(precision_recall_curve(PROB, np.zeros(4))[1]).all()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_unet import predict
 from napari_unet.core.predictor import NetworkPredictor
 from napari_unet.core.progress import run
 from napari_unet.core.tiling import mirror_pad, padding_for, predict_tiles, window
@@ -34,14 +35,14 @@ def test_the_window_ramps_sum_to_one_across_the_overlap():
     np.testing.assert_allclose(w[stride:] + w[: 64 - stride], 1.0, rtol=1e-6, atol=1e-7)
 
 
-def _whole_image_reference(net, image, *, tile, overlap, multiple):
+def _whole_image_reference(net, image, *, tile, overlap, multiple, margin=0):
     """One forward pass over the image mirror-padded exactly as the tiler pads it."""
-    pads = padding_for(image.shape[1:], tile=tile, overlap=overlap, multiple=multiple)
+    pads = padding_for(image.shape[1:], tile=tile, overlap=overlap, margin=margin, multiple=multiple)
     padded = mirror_pad(image, ((0, 0), *pads))
     with torch.no_grad():
         prob = torch.softmax(net(torch.from_numpy(padded[None])), 1)[0].numpy()
-    (top, _), (left, _) = pads
-    return prob[:, top : top + image.shape[1], left : left + image.shape[2]]
+    (top, _), (left, _) = pads  # output pixel j is padded pixel j + margin
+    return prob[:, top - margin : top - margin + image.shape[1], left - margin : left - margin + image.shape[2]]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -53,6 +54,32 @@ def test_tiling_equals_one_whole_image_pass_when_the_halo_covers_the_receptive_f
     tiled = run(predict_tiles(image, NetworkPredictor(model.network, "cpu"), batch_size=2, **opts))
     whole = _whole_image_reference(model.network.eval(), image, **opts)
     np.testing.assert_allclose(tiled, whole, atol=2e-5)
+
+
+def _original_unet(depth: int, seed: int = 0):
+    return small_model(seed=seed, depth=depth, width=4, padding=False, batch_norm=False, upsampling="transposed")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("overlap", [0.0, 0.25])
+def test_the_original_unet_tiled_equals_one_whole_image_pass_whatever_the_overlap(shape, overlap, rng):
+    # Unpadded convolutions: every output pixel sees its whole receptive field, so tiles agree exactly.
+    model = _original_unet(depth=3)
+    net = model.network
+    tile = net.valid_input_size(160)
+    assert tile % net.size_multiple  # 164: not a multiple of 8, as the unpadded U-Net's sizes are not
+    image = rng.random((1, *shape), dtype=np.float32)
+    opts = dict(tile=tile, overlap=overlap, margin=net.margin, multiple=net.size_multiple)
+    tiled = run(predict_tiles(image, NetworkPredictor(net, "cpu"), batch_size=3, **opts))
+    whole = _whole_image_reference(net.eval(), image, **opts)
+    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+
+
+def test_the_original_unet_at_depth_4_gives_the_same_labels_whatever_the_tile(rng):
+    model = _original_unet(depth=4, seed=1)
+    image = rng.random((150, 123), dtype=np.float32)
+    small, large = (predict(image, model, device="cpu", tile=t) for t in (220, 316))
+    np.testing.assert_allclose(small, large, atol=2e-5)
 
 
 def test_tiling_with_a_short_halo_stays_within_the_stated_tolerance(rng):

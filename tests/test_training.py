@@ -107,3 +107,47 @@ def test_the_validation_split_holds_out_a_band_of_a_single_image():
     overlap = (train[0].target != IGNORE_INDEX) & (val[0].target != IGNORE_INDEX)
     assert not overlap.any()
     assert 0.2 < val[0].reviewed.mean() < 0.3
+
+
+def test_u2net_p_is_trained_on_its_six_side_outputs_and_the_fused_one(monkeypatch):
+    from napari_unet.core.config import ModelConfig, U2NetConfig
+    from napari_unet.core.model import Model
+    from napari_unet.core.training import AugmentConfig
+    from napari_unet.core.training import trainer as trainer_module
+
+    image, labels = _real_crop(64)
+    config = ModelConfig(network=U2NetConfig(), task="semantic", class_names=("background", "nuclei"), tile=64)
+    torch.manual_seed(0)
+    model = Model.from_config(config)
+    samples = make_samples(image, (labels > 0).astype(np.uint8), config)
+    sides_seen = []
+    real = trainer_module.deep_supervision
+
+    def spy(sides, fused, target, **kwargs):
+        sides_seen.append(len(sides))
+        return real(sides, fused, target, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "deep_supervision", spy)
+    still = AugmentConfig(flips=False, rotate=False, elastic=False, intensity=False)
+    cfg = TrainConfig(steps=6, patch=64, batch_size=2, loss="ce", lr=3e-3, schedule="constant", augment=still,
+                      val_fraction=0)
+    trainer = Trainer(model, samples, [], cfg, device="cpu", from_scratch=True)
+    run_to_end(trainer.run())
+    losses = [u.loss for u in trainer.result.history]
+    assert sides_seen == [6] * 6
+    assert 7 * 0.3 < losses[0] < 7 * 1.5  # seven binary cross-entropies, near ln 2 each at the start
+    assert np.mean(losses[-2:]) < 0.8 * losses[0]
+
+
+def test_a_two_class_model_trains_and_validates_on_instance_labels_taken_as_foreground():
+    from napari_unet.core.config import ModelConfig
+    from napari_unet.core.model import Model
+    from napari_unet.core.training import score
+
+    image, labels = _real_crop(128)
+    config = ModelConfig(network={"depth": 2, "width": 4, "out_channels": 2}, task="semantic",
+                         class_names=("background", "nuclei"), tile=64, overlap=16)
+    samples = make_samples(image, labels, config)
+    assert labels.max() > 1 and set(np.unique(samples[0].target)) == {0, 1}
+    result = score(Model.from_config(config).network, samples, config, device="cpu")
+    assert result.name == "mean IoU" and 0 <= result.value <= 1

@@ -31,6 +31,13 @@ def test_unpadded_unet_is_the_papers_572_to_388():
         net.output_size(573)
 
 
+def test_unpadded_inputs_too_small_for_the_way_up_are_refused():
+    net = UNet(1, 2, depth=4, width=2, padding=False, batch_norm=False)
+    with pytest.raises(ValueError, match="too small"):
+        net.output_size(140)  # a 1 px bottom: 2 px up-sampled, nothing left after two convolutions
+    assert net.valid_input_size(1) == 188 and net.output_size(188) == 4
+
+
 def test_he_initialisation_has_std_sqrt_2_over_fan_in():
     torch.manual_seed(0)
     net = UNet(1, 3, depth=2, width=64)

@@ -9,9 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import segment, train
+from . import evaluate, segment, train
 
-SUBCOMMANDS = (segment, train)
+SUBCOMMANDS = (segment, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..core.config import INSTANCE_CLASSES, ModelConfig
 from ..core.errors import NapariUNetError
@@ -16,6 +17,15 @@ from ..core.progress import run
 from ..core.training import TrainConfig, Trainer, split_validation
 from ..core.training.files import load_samples, median_object_size, pair_files, scale_to
 from .options import channel_list, positive_int
+
+
+# --arch choices: network settings for --from scratch (widths and depth of U-Nets come from options).
+ARCHITECTURES = {
+    "unet": {"architecture": "unet"},
+    "unet-original": {"architecture": "unet", "padding": False, "batch_norm": False, "upsampling": "transposed"},
+    "u2net": {"architecture": "u2net", "variant": "full"},
+    "u2net-p": {"architecture": "u2net", "variant": "small"},
+}
 
 
 def add_parser(sub) -> None:
@@ -32,15 +42,32 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--from", dest="start", default="default", help="default | PATH | scratch (default: default)")
     p.add_argument("--task", choices=("instances", "semantic"), default="instances", help="for --from scratch")
-    p.add_argument("--classes", type=positive_int, default=2, help="semantic classes, for --from scratch")
-    p.add_argument("--width", type=positive_int, default=16, help="first-level channels, for --from scratch")
-    p.add_argument("--depth", type=positive_int, default=4, help="poolings, for --from scratch")
-    p.add_argument("--unpadded", action="store_true", help="the paper's unpadded U-Net, for --from scratch")
+    p.add_argument(
+        "--classes", type=positive_int, default=2,
+        help="semantic classes, for --from scratch; 1 gives one sigmoid output (foreground vs background)",
+    )
+    p.add_argument(
+        "--arch", choices=tuple(ARCHITECTURES), default="unet",
+        help="network, for --from scratch: unet (padded, batch-norm; default), unet-original (the U-Net paper's: "
+        "unpadded, no batch-norm, up-convolutions), u2net, u2net-p (the small U^2-Net)",
+    )
+    p.add_argument("--width", type=positive_int, default=16, help="first-level channels of a U-Net, for --from scratch")
+    p.add_argument("--depth", type=positive_int, default=4, help="poolings of a U-Net, for --from scratch")
+    p.add_argument(
+        "--upsampling", choices=("bilinear", "transposed"), default="bilinear",
+        help="up-sampling of --arch unet: bilinear + 1x1 conv (default) or 2x2 up-convolution",
+    )
     p.add_argument("--object-size", type=float, help="object diameter (px) to train at (default: the parent's)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, help="training steps")
     length.add_argument("--minutes", type=float, help="training time")
     p.add_argument("--config", help="JSON file of training settings (TrainConfig fields); options override it")
+    p.add_argument("--loss", choices=("ce", "dice", "ce_dice", "weighted_ce", "bce"), help="training loss")
+    p.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), help="optimiser (SGD and RMSprop: momentum 0.99)")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--patch", type=positive_int, help="training patch side (pixels)")
+    p.add_argument("--batch-size", type=positive_int, help="patches per step")
+    p.add_argument("--seed", type=int, help="random seed of the initial weights, patches and augmentation")
     p.add_argument("--axes", help="axes of the images (default: from the files)")
     p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -54,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
         raise NapariUNetError(f"cannot write {output}: folder {output.parent} does not exist")
     files = pair_files(args.images, args.labels, args.masks)
     config = _train_config(args)
+    torch.manual_seed(config.seed)  # the initial weights of --from scratch
     parent = _start_model(args)
     samples = load_samples(files, parent.config, axes=args.axes, channels=args.channels)
     parent = _with_object_size(parent, samples, args)
@@ -88,22 +116,25 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         settings.update(minutes=args.minutes, steps=None)
     if "steps" not in settings and "minutes" not in settings:
         settings["minutes"] = 5.0
+    for name in ("loss", "optimizer", "lr", "patch", "batch_size", "seed"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
     return TrainConfig.model_validate(settings)
 
 
 def _start_model(args: argparse.Namespace) -> Model:
     if args.start != "scratch":
         return load_model(args.start)
-    in_channels = len(args.channels) if args.channels else 1
-    network = dict(in_channels=in_channels, width=args.width, depth=args.depth)
-    if args.unpadded:
-        network.update(padding=False, batch_norm=False, upsampling="transposed")
+    network = dict(ARCHITECTURES[args.arch], in_channels=len(args.channels) if args.channels else 1)
+    if network["architecture"] == "unet":
+        network.update(width=args.width, depth=args.depth)
+        network.setdefault("upsampling", args.upsampling)
     if args.task == "instances":
         network["out_channels"] = 3
         config = ModelConfig(network=network, task="instances", class_names=INSTANCE_CLASSES)
     else:
         network["out_channels"] = args.classes
-        names = tuple(f"class {i}" for i in range(args.classes))
+        names = ("background", "foreground") if args.classes == 1 else tuple(f"class {i}" for i in range(args.classes))
         config = ModelConfig(network=network, task="semantic", class_names=names)
     return Model.from_config(config)
 

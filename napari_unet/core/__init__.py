@@ -1,9 +1,10 @@
 """The library under the plugin: no napari, no Qt.
 
-Modules: ``unet`` (network), ``config`` / ``model`` (model files),
+Modules: ``unet`` / ``u2net`` (networks), ``config`` / ``model`` (model files),
 ``normalize``, ``tiling`` (overlap-tile prediction), ``predictor``,
 ``postprocess`` (labels), ``axes`` / ``stack_io`` (images and stacks),
 ``inference`` (predict / segment), ``progress`` (long work as generators).
 Training: ``losses`` (ignore-aware, weighted), ``weightmap`` (the U-Net
-border weights), ``metrics`` (pixel, object and probability-map scores).
+border weights), ``metrics`` (pixel, object and probability-map scores),
+``evaluate`` (a model's scores on files), ``baseline`` (Otsu + watershed).
 """

@@ -7,9 +7,9 @@ Validation happens here, once; the rest of the code trusts it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 INSTANCE_CLASSES = ("background", "interior", "boundary")
 
@@ -35,6 +35,28 @@ class UNetConfig(_Strict):
     upsampling: Literal["bilinear", "transposed"] = "bilinear"
 
 
+class U2NetConfig(_Strict):
+    """Parameters of :class:`napari_unet.core.u2net.U2Net`: the full U^2-Net or the small U^2-Net-p."""
+
+    architecture: Literal["u2net"] = "u2net"
+    in_channels: int = Field(1, ge=1, le=64)
+    out_channels: int = Field(1, ge=1, le=256)
+    variant: Literal["full", "small"] = "small"
+
+
+def _architecture(value: Any) -> str:
+    """The ``architecture`` tag of a network description; descriptions without one are U-Nets."""
+    if isinstance(value, dict):
+        return value.get("architecture", "unet")
+    return getattr(value, "architecture", "unet")
+
+
+NetworkConfig = Annotated[
+    Union[Annotated[UNetConfig, Tag("unet")], Annotated[U2NetConfig, Tag("u2net")]],
+    Discriminator(_architecture),
+]
+
+
 class NormalizationConfig(_Strict):
     """How raw intensities become network input.
 
@@ -58,10 +80,12 @@ class ModelConfig(_Strict):
 
     ``task="instances"`` means the network predicts the classes
     background / interior / boundary and post-processing makes instance labels;
-    ``task="semantic"`` means one label per class (argmax).
+    ``task="semantic"`` means one label per class (argmax). A semantic network
+    with one output channel predicts the foreground probability (sigmoid) of
+    two classes, background and foreground (threshold 0.5).
     """
 
-    network: UNetConfig = UNetConfig()
+    network: NetworkConfig = UNetConfig()
     task: Literal["instances", "semantic"] = "instances"
     class_names: tuple[str, ...] = INSTANCE_CLASSES
     normalization: NormalizationConfig = NormalizationConfig()
@@ -72,11 +96,17 @@ class ModelConfig(_Strict):
     )
     provenance: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def num_classes(self) -> int:
+        """Classes of the labels: the output channels, or 2 for a one-channel (sigmoid) output."""
+        return max(self.network.out_channels, 2)
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
-        n = self.network.out_channels
-        if len(self.class_names) != n:
-            raise ValueError(f"class_names must name the {n} output channels, got {len(self.class_names)} names")
+        n, k = self.network.out_channels, self.num_classes
+        if len(self.class_names) != k:
+            what = f"the {n} output channels" if n == k else "background and foreground of the one-channel output"
+            raise ValueError(f"class_names must name {what}, got {len(self.class_names)} names")
         if self.task == "instances" and tuple(self.class_names) != INSTANCE_CLASSES:
             raise ValueError(f"an instances model has the classes {INSTANCE_CLASSES}, got {tuple(self.class_names)}")
         return self

@@ -174,6 +174,20 @@ def get_loss(name: str) -> Loss:
         raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}") from None
 
 
+def loss_for_outputs(name: str, channels: int) -> Loss:
+    """The loss ``name`` for a network with ``channels`` output channels.
+
+    For one channel (a sigmoid foreground probability) cross-entropy is the
+    binary one: ``"ce"`` and ``"weighted_ce"`` give :func:`bce_with_logits`
+    (which takes the same pixel weights). ``"bce"`` needs one channel.
+    """
+    if channels == 1 and name in ("ce", "weighted_ce"):
+        name = "bce"
+    if name == "bce" and channels != 1:
+        raise ValueError(f"the bce loss needs a one-channel output, this network has {channels} channels; use ce")
+    return get_loss(name)
+
+
 def deep_supervision(
     side_logits: Sequence[Tensor],
     fused_logits: Tensor,

@@ -388,13 +388,60 @@ def _match(rows: np.ndarray, cols: np.ndarray, iou: np.ndarray, threshold: float
 # --- probability maps --------------------------------------------------------
 
 
+def precision_recall_curve(
+    prob: np.ndarray, target: np.ndarray, *, thresholds: int = 255
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall of ``prob`` binarised at evenly spaced thresholds.
+
+    At level ``k = 1 .. thresholds`` a pixel is foreground when
+    ``prob * thresholds >= k``: with 255 levels, the thresholds of an 8-bit map.
+
+    Parameters
+    ----------
+    prob : ndarray, float, values in [0, 1]
+        Foreground probability per pixel.
+    target : ndarray, same shape, values in [0, 1] (bool, 0/1 or float)
+        Ground truth; foreground where above 0.5.
+    thresholds : int
+        Number of thresholds, >= 1.
+
+    Returns
+    -------
+    precision, recall : ndarray of shape (thresholds,), float64
+        Precision is 0 at levels that select no pixel; recall is NaN (all
+        levels) when ``target`` has no foreground.
+    """
+    prob, target = _prob_pair(prob, target)
+    if thresholds < 1:
+        raise ValueError(f"thresholds must be a positive number of levels, got {thresholds}")
+    fg = target > 0.5
+    n_fg = np.count_nonzero(fg)
+    level = np.minimum(np.floor(prob * thresholds), thresholds).astype(np.intp)
+    # Pixels at or above each level k = 1..thresholds, from reversed cumulative histograms.
+    above_fg = np.cumsum(np.bincount(level[fg], minlength=thresholds + 1)[::-1])[::-1][1:]
+    above = np.cumsum(np.bincount(level.ravel(), minlength=thresholds + 1)[::-1])[::-1][1:]
+    precision = above_fg / np.maximum(above, 1)
+    recall = above_fg / n_fg if n_fg else np.full(thresholds, np.nan)
+    return precision, recall
+
+
+def f_beta(precision: np.ndarray, recall: np.ndarray, *, beta2: float = 0.3) -> np.ndarray:
+    """``(1 + beta^2) P R / (beta^2 P + R)``, elementwise; 0 where ``P`` and ``R`` are both 0."""
+    if beta2 <= 0:
+        raise ValueError(f"beta2 must be positive, got {beta2}")
+    precision, recall = np.asarray(precision, dtype=np.float64), np.asarray(recall, dtype=np.float64)
+    den = beta2 * precision + recall
+    return np.where(den > 0, (1 + beta2) * precision * recall / np.where(den > 0, den, 1), 0.0)
+
+
 def max_f_beta(prob: np.ndarray, target: np.ndarray, *, beta2: float = 0.3, thresholds: int = 255) -> float:
     """Largest F-beta of ``prob`` binarised at evenly spaced thresholds.
 
     F-beta = (1 + beta^2) P R / (beta^2 P + R) weighs precision more than
     recall for ``beta2 < 1``; 0.3 is the saliency literature's choice (and
-    U^2-Net's). At level ``k = 1 .. thresholds`` a pixel is foreground when
-    ``prob * thresholds >= k``: with 255 levels, the thresholds of an 8-bit map.
+    U^2-Net's). The thresholds are those of :func:`precision_recall_curve`.
+    Over a data set, that literature averages the precision and recall curves
+    of the images first and takes the largest F-beta of the mean curves.
 
     Parameters
     ----------
@@ -412,24 +459,12 @@ def max_f_beta(prob: np.ndarray, target: np.ndarray, *, beta2: float = 0.3, thre
     float
         In [0, 1]; NaN when ``target`` has no foreground.
     """
-    prob, target = _prob_pair(prob, target)
     if beta2 <= 0:
         raise ValueError(f"beta2 must be positive, got {beta2}")
-    if thresholds < 1:
-        raise ValueError(f"thresholds must be a positive number of levels, got {thresholds}")
-    fg = target > 0.5
-    n_fg = np.count_nonzero(fg)
-    if n_fg == 0:
+    precision, recall = precision_recall_curve(prob, target, thresholds=thresholds)
+    if np.isnan(recall).all():
         return float("nan")
-    level = np.minimum(np.floor(prob * thresholds), thresholds).astype(np.intp)
-    # Pixels at or above each level k = 1..thresholds, from reversed cumulative histograms.
-    above_fg = np.cumsum(np.bincount(level[fg], minlength=thresholds + 1)[::-1])[::-1][1:]
-    above = np.cumsum(np.bincount(level.ravel(), minlength=thresholds + 1)[::-1])[::-1][1:]
-    precision = above_fg / np.maximum(above, 1)
-    recall = above_fg / n_fg
-    den = beta2 * precision + recall
-    f = np.where(den > 0, (1 + beta2) * precision * recall / np.where(den > 0, den, 1), 0.0)
-    return float(f.max())
+    return float(f_beta(precision, recall, beta2=beta2).max())
 
 
 def mae(prob: np.ndarray, target: np.ndarray) -> float:

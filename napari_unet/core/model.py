@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from .config import ModelConfig
 from .errors import ModelFileError
 from .files import atomic_path
+from .u2net import U2Net
 from .unet import UNet
 
 FORMAT_KEY = "napari_unet"
@@ -36,28 +37,31 @@ class Model:
 
     Attributes
     ----------
-    network : torch.nn.Module
-        The network; maps ``(B, in_channels, n, n)`` to ``(B, classes, m, m)`` logits.
+    network : UNet or U2Net
+        The network; maps ``(B, in_channels, n, n)`` to ``(B, out_channels, m, m)`` logits.
     config : ModelConfig
         Architecture, task, classes, normalisation, tile and provenance.
     """
 
-    network: UNet
+    network: UNet | U2Net
     config: ModelConfig
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> Model:
-        """A freshly initialised model (He initialisation) for ``config``."""
+        """A freshly initialised model for ``config`` (U-Net: He initialisation)."""
         net = config.network
-        network = UNet(
-            net.in_channels,
-            net.out_channels,
-            depth=net.depth,
-            width=net.width,
-            padding=net.padding,
-            batch_norm=net.batch_norm,
-            upsampling=net.upsampling,
-        )
+        if net.architecture == "u2net":
+            network: UNet | U2Net = U2Net(net.in_channels, net.out_channels, variant=net.variant)
+        else:
+            network = UNet(
+                net.in_channels,
+                net.out_channels,
+                depth=net.depth,
+                width=net.width,
+                padding=net.padding,
+                batch_norm=net.batch_norm,
+                upsampling=net.upsampling,
+            )
         return cls(network.eval(), config)
 
     @property

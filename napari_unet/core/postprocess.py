@@ -24,14 +24,33 @@ def semantic_labels(prob: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     prob : ndarray of shape (K, Y, X)
-        Class probabilities.
+        Class probabilities; for ``K == 1`` the foreground probability of a
+        two-class (background / foreground) output, thresholded at 0.5.
 
     Returns
     -------
     ndarray of shape (Y, X), uint8 (uint16 for more than 256 classes)
     """
+    if prob.shape[0] == 1:
+        return (prob[0] >= 0.5).astype(np.uint8)
     dtype = np.uint8 if prob.shape[0] <= 256 else np.uint16
     return np.argmax(prob, axis=0).astype(dtype)
+
+
+def foreground_probability(prob: np.ndarray) -> np.ndarray:
+    """Probability that a pixel is not background (class 0).
+
+    Parameters
+    ----------
+    prob : ndarray of shape (K, ...)
+        Class probabilities, or for ``K == 1`` the foreground probability itself.
+
+    Returns
+    -------
+    ndarray of shape (...), float32, in [0, 1]
+    """
+    fg = prob[0] if prob.shape[0] == 1 else 1.0 - prob[0]
+    return np.clip(fg, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def instance_labels(

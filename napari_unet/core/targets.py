@@ -41,10 +41,16 @@ def instance_targets(labels: np.ndarray, reviewed: np.ndarray | None = None) -> 
 
 
 def semantic_targets(labels: np.ndarray, reviewed: np.ndarray | None = None, *, num_classes: int) -> np.ndarray:
-    """Class ids as they are, checked against ``num_classes``; ``IGNORE_INDEX`` outside ``reviewed``."""
+    """Class ids as they are, checked against ``num_classes``; ``IGNORE_INDEX`` outside ``reviewed``.
+
+    With two classes (background / foreground), every nonzero label is
+    foreground, so instance labels serve as foreground masks as they are.
+    """
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"expected a 2D label image (Y, X), got shape {labels.shape}")
+    if num_classes == 2:
+        return _ignore_outside((labels != 0).astype(np.uint8), reviewed)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
             f"semantic labels must be class ids in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}"

@@ -11,6 +11,9 @@ Exactness: tile origins lie on a grid of ``multiple`` pixels (pass the
 network's down-sampling factor), so a translation-equivariant network gives,
 wherever every contributing tile sees its full receptive field, exactly what
 one pass over the whole mirror-padded image gives (see :func:`padding_for`).
+An unpadded network (the U-Net paper's) sees its full receptive field in
+every output pixel, so its tiled prediction is that whole-image pass
+everywhere: the overlap-tile strategy, with no seams.
 
 The window is zero over the outer quarter of the overlap on each side (pixels
 near a tile edge, the least reliable, never count), rises as a raised cosine
@@ -57,21 +60,21 @@ def layout(length: int, *, tile: int, overlap: float, margin: int = 0, multiple:
     ``overlap`` is what a tile's output shares with each neighbour: below 1, a
     fraction of the tile (as in MONAI's ``sliding_window_inference``); from 1
     up, pixels. The stride is rounded down to a multiple of ``multiple`` so
-    tiles stay on the network's pooling grid.
+    tiles stay on the network's pooling grid; the padded length is the tile
+    plus a whole number of grid steps, so the last tile is on the grid too
+    (the tile itself need not be a multiple: an unpadded U-Net's are not).
     """
     if length < 1:
         raise ValueError(f"cannot tile an axis of length {length}")
     out_tile = tile - 2 * margin
     if out_tile < 1:
         raise ValueError(f"tile {tile} is too small for a predictor that loses {margin} pixels per side")
-    if tile % multiple:
-        raise ValueError(f"tile must be a multiple of {multiple}, got {tile}")
     wanted = overlap_pixels(overlap, out_tile)
     stride = (out_tile - wanted) // multiple * multiple
     shared = out_tile - stride if stride >= multiple else wanted
     before = margin + shared // 2
     minimum = before + length + margin + (shared - shared // 2)
-    padded = -(-max(minimum, tile) // multiple) * multiple
+    padded = tile + max(0, -(-(minimum - tile) // multiple)) * multiple
     if padded == tile:
         starts = [0]
     elif stride < multiple:
@@ -147,13 +150,13 @@ def predict_tiles(
     predictor : callable
         ``(B, C, tile, tile) float32 -> (B, K, tile - 2 margin, tile - 2 margin)``.
     tile : int
-        Input tile side, a multiple of ``multiple``.
+        Input tile side, a size the predictor takes.
     overlap : float
         Output shared with each neighbour: a fraction of the tile (< 1) or pixels (>= 1).
     margin : int
         Pixels the predictor loses on each side (0 for padded networks).
     multiple : int
-        Tile origins and the padded image are kept on this grid.
+        Tile origins are kept on this grid.
     batch_size : int
         Tiles per predictor call.
     """

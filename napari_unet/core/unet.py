@@ -119,9 +119,7 @@ class UNet(nn.Module):
     def output_size(self, n: int) -> int:
         """Side of the output for an input of side ``n``; ValueError if ``n`` does not fit."""
         if self.padding:
-            if n % self.size_multiple:
-                raise ValueError(f"input size must be a multiple of {self.size_multiple}, got {n}")
-            return n
+            return same_size_output(n, self.size_multiple)
         size = n - 4
         for _ in range(self.depth):
             if size <= 0 or size % 2:
@@ -131,12 +129,14 @@ class UNet(nn.Module):
             raise ValueError(f"input size {n} is too small for an unpadded U-Net of depth {self.depth}")
         for _ in range(self.depth):
             size = size * 2 - 4
+        if size <= 0:  # a bottom smaller than 4 px shrinks to nothing on the way up
+            raise ValueError(f"input size {n} is too small for an unpadded U-Net of depth {self.depth}")
         return size
 
     def valid_input_size(self, n: int) -> int:
         """The smallest input side ``>= n`` that this network accepts."""
         if self.padding:
-            return -(-n // self.size_multiple) * self.size_multiple
+            return next_multiple(n, self.size_multiple)
         while True:
             try:
                 self.output_size(n)
@@ -152,6 +152,18 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return self.head(x)
+
+
+def same_size_output(n: int, multiple: int) -> int:
+    """Output side of a network that keeps the input size and pools down by ``multiple``."""
+    if n % multiple:
+        raise ValueError(f"input size must be a multiple of {multiple}, got {n}")
+    return n
+
+
+def next_multiple(n: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is ``>= n``."""
+    return -(-n // multiple) * multiple
 
 
 def _he_init(module: nn.Module) -> None:

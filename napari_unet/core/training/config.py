@@ -48,14 +48,16 @@ class TrainConfig(BaseModel):
 
     steps: int | None = Field(None, ge=1)
     minutes: float | None = Field(None, gt=0)
-    patch: int = Field(256, ge=32, le=2048)
+    patch: int = Field(256, ge=32, le=2048, description="patch side, rounded up to a size the network takes")
     batch_size: int = Field(4, ge=1, le=256)
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
     lr: float = Field(1e-3, gt=0, le=1.0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.99, ge=0, lt=1, description="for SGD / RMSprop; the paper's 0.99")
     schedule: Literal["constant", "cosine"] = "cosine"
-    loss: Literal["ce", "dice", "ce_dice", "weighted_ce"] = "ce_dice"
+    loss: Literal["ce", "dice", "ce_dice", "weighted_ce", "bce"] = Field(
+        "ce_dice", description="for one-channel outputs ce and weighted_ce are binary (bce)"
+    )
     w0: float = Field(10.0, ge=0, description="border weight of the paper's weighted cross-entropy")
     sigma: float = Field(5.0, gt=0, description="border width (px) of the paper's weighted cross-entropy")
     object_bias: float = Field(0.5, ge=0, le=1, description="share of patches centred on an object")

@@ -96,7 +96,7 @@ def make_samples(
         if config.task == "instances":
             target = instance_targets(lab, rev)
         else:
-            target = semantic_targets(lab, rev, num_classes=config.network.out_channels)
+            target = semantic_targets(lab, rev, num_classes=config.num_classes)
         where = f"{name}{list(index)}" if index else name
         samples.append(Sample(normalize(plane, config.normalization), lab, rev, target, where))
     return samples

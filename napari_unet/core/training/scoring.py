@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import IGNORE_INDEX, ModelConfig
+from ..config import ModelConfig
 from ..metrics import InstanceCounts, match_instances, mean_iou
 from ..inference import Segmenter
 from ..model import Model
@@ -52,8 +52,8 @@ def score(network: torch.nn.Module, samples: list[Sample], config: ModelConfig, 
             c = match_instances(instance_labels(prob), labels, ignore=~reviewed)
             counts = c if counts is None else counts + c
         else:
-            truth = np.where(reviewed, labels, IGNORE_INDEX)
-            ious.append(mean_iou(semantic_labels(prob), truth, num_classes=config.network.out_channels))
+            truth = s.target[window]  # class ids (two classes: nonzero labels are foreground), ignored outside
+            ious.append(mean_iou(semantic_labels(prob), truth, num_classes=config.num_classes))
     if config.task == "instances":
         assert isinstance(counts, InstanceCounts)
         ap = counts.average_precision

@@ -28,7 +28,7 @@ import torch
 
 from ..config import IGNORE_INDEX
 from ..devices import resolve_device
-from ..losses import get_loss
+from ..losses import deep_supervision, loss_for_outputs
 from ..model import Model
 from ..weightmap import unet_weight_map
 from .config import TrainConfig
@@ -121,10 +121,12 @@ class Trainer:
         self.train_samples, self.val_samples = train, val
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
+        # An unpadded U-Net takes only some sizes, U^2-Net multiples of 32: the next one up.
+        patch = self.network.valid_input_size(config.patch)
         self.sampler = PatchSampler(
-            train, patch=config.patch, augment=config.augment, object_bias=config.object_bias, rng=self.rng
+            train, patch=patch, augment=config.augment, object_bias=config.object_bias, rng=self.rng
         )
-        self.loss_fn = get_loss(config.loss)
+        self.loss_fn = loss_for_outputs(config.loss, model.config.network.out_channels)
         self._stop = False
         self.result: TrainResult | None = None
 
@@ -206,14 +208,19 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(targets).to(self.device)
         weight = self._weights(labels, targets) if cfg.loss == "weighted_ce" else None
+        # Networks with side outputs (U^2-Net) are trained on all of them: deep supervision.
+        with_sides = getattr(self.network, "forward_with_sides", None)
         with torch.autocast(self.device.type, enabled=use_amp):
-            logits = self.network(x)
+            sides, logits = with_sides(x) if with_sides is not None else ([], self.network(x))
         margin = (y.shape[-1] - logits.shape[-1]) // 2
         if margin:  # unpadded networks predict the centre of the patch
             y = y[..., margin:-margin, margin:-margin]
             weight = weight[..., margin:-margin, margin:-margin] if weight is not None else None
         kwargs = {"weight": weight} if weight is not None else {}
-        loss = self.loss_fn(logits.float(), y, **kwargs)
+        if sides:
+            loss = deep_supervision([s.float() for s in sides], logits.float(), y, base=self.loss_fn, **kwargs)
+        else:
+            loss = self.loss_fn(logits.float(), y, **kwargs)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
