@@ -137,6 +137,7 @@ def iter_evaluate(
             )
         if truth.dtype.kind not in "iub":
             raise ImageError(f"{label_file.name}: labels must be integers, got dtype {truth.dtype}")
+        segmenter.new_image()  # each file may be imaged at its own magnification
         for index, plane in layout.planes(stack.data):
             name = f"{image_file.name}{list(index)}" if index else image_file.name
             waiting = Progress(done, total, "planes")
