@@ -24,6 +24,9 @@ class _KnownOutput:
     def __init__(self, model, **kwargs):
         self.model = model
 
+    def new_image(self):
+        pass
+
     def iter_probabilities(self, plane):
         yield None
         if self.model.config.task == "semantic":
