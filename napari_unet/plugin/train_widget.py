@@ -364,6 +364,10 @@ class TrainWidget(QWidget):
             self._changes[layer.unique_id] = (layer, ChangedPixels(layer.data.shape))
         return self._changes[layer.unique_id][1]
 
+    def _present(self, layer) -> bool:
+        # The viewer a plugin gets hands out proxies of its layers: compare ids, not objects.
+        return any(other.unique_id == layer.unique_id for other in self.viewer.layers)
+
     def _update_enabled(self, *_) -> None:
         mode = self.reviewed_combo.currentData()
         self.shapes_combo.setEnabled(mode == "shapes")
@@ -589,8 +593,11 @@ class TrainWidget(QWidget):
         pairs = list(self.pairs) or [self.current_pair()]
         model = self.current_model()
         for pair in pairs:
-            if not any(layer is pair.image for layer in self.viewer.layers):
-                raise NapariUNetError(f"the image '{pair.image.name}' of the training set is no longer in the viewer")
+            if not self._present(pair.image) or not self._present(pair.labels):
+                raise NapariUNetError(
+                    f"the training set lists '{pair.image.name}' / '{pair.labels.name}', but the viewer no longer "
+                    "holds both: remove the pair from the training set or open the layers again"
+                )
             plane_layout(tuple(image_array(pair.image).shape), image_axes(pair.image), model.in_channels)
         entries = [self._entry(pair) for pair in pairs]
         config = self.train_config()
@@ -699,7 +706,7 @@ class TrainWidget(QWidget):
         try:
             model = self.selected_version()
             image = image or (self._pairs_used[0].image if self._pairs_used else self.image_combo.currentData())
-            if image is None or not any(layer is image for layer in self.viewer.layers):
+            if image is None or not self._present(image):
                 raise NapariUNetError("no image to predict: choose an image layer")
             job = self._predict_job(image, model)
         except (NapariUNetError, OSError, ValueError) as error:
@@ -760,7 +767,7 @@ class TrainWidget(QWidget):
     def _on_predicted(self, job: Job, update) -> None:
         if isinstance(update, FinishedPlane):
             layer = job.target
-            if not any(other is layer for other in self.viewer.layers):
+            if not self._present(layer):
                 return
             index = job.layer_index(update.index)
             widen_for(layer, int(update.data.max()) if update.data.size else 0)

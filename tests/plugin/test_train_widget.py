@@ -16,7 +16,7 @@ from napari_unet.core.model import load_model
 from napari_unet.core.training import TrainResult
 from napari_unet.core.training.project import INDEX_FILE, load_project
 from napari_unet.plugin import train_widget
-from napari_unet.plugin.layers import writing_prediction
+from napari_unet.plugin.layers import PREDICTED, writing_prediction
 
 from ..conftest import dsb_path, small_model
 from .conftest import messages
@@ -95,6 +95,7 @@ def test_training_a_few_steps_lists_a_version_keeps_the_corrections_and_predicts
     _wait(qtbot, widget)
     prediction = viewer.layers["cells prediction"]
     assert isinstance(prediction, Labels) and prediction.data.shape == labels.shape
+    assert (prediction.unique_id, ()) in PREDICTED and "Predicted the plane" in widget.status.text()
     np.testing.assert_array_equal(corrected.data, labels)
 
     saved = widget.save_version(str(tmp_path / "v1"))
@@ -214,3 +215,43 @@ def test_the_viewer_stays_responsive_while_the_widget_trains(make_napari_viewer,
     steps = widget.versions[-1][1].config.provenance["steps"]
     print(f"\nTraining ({steps} steps): longest heartbeat gaps {', '.join(f'{g * 1000:.0f}' for g in gaps[-5:])} ms")
     assert gaps[-1] < 0.1
+
+
+def test_an_improved_model_predicts_the_plane_on_screen_aside_and_a_project_loads_back(
+    viewer, qtbot, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("napari_unet.core.training.trainer._improved", lambda *a, **k: True)
+    image, labels = _real()
+    stack = np.stack([image, image[::-1], image[:, ::-1]])
+    truth = np.stack([labels, labels[::-1], labels[:, ::-1]])
+    viewer.add_image(stack, name="stack", metadata={"axes": "ZYX"})
+    corrected = viewer.add_labels(truth.copy(), name="corrected")
+    widget = _widget(viewer, tmp_path)
+    _choose(widget.reviewed_combo, "painted")
+    _choose(widget.scope_combo, "plane")
+    viewer.dims.set_point(0, 1)
+    corrected.brush_size = 9
+    corrected.paint((1, 60, 60), 77)
+    corrected.paint((2, 30, 30), 78)  # another plane: not in the training set
+    pair = widget.add_pair()
+    assert pair.plane == (1,) and widget.pairs_list.count() == 1
+    _steps(widget, 2)
+    worker = widget.train()
+    results = []
+    worker.returned.connect(results.append)
+    _wait(qtbot, widget)
+    assert results[0].improved and widget.versions_list.currentRow() == 1
+    prediction = viewer.layers["stack prediction"]
+    written = [index for (uid, index) in PREDICTED if uid == prediction.unique_id]
+    assert written == [(1,)] and not prediction.data[[0, 2]].any()
+    assert (corrected.data == 77).any() and (corrected.data == 78).any()
+
+    (entry,) = load_project(tmp_path / "project")
+    assert entry.labels.shape == (1, 128, 128) and entry.image.shape == (1, 128, 128) and entry.axes == "ZYX"
+    np.testing.assert_array_equal(entry.labels[0], corrected.data[1])
+    assert entry.reviewed[0, 60, 60] and entry.reviewed.sum() < 128 * 128 / 2
+
+    added = widget.load_project(str(tmp_path / "project"))
+    assert len(added) == 1 and widget.pairs_list.count() == 2
+    np.testing.assert_array_equal(added[0].labels.data, entry.labels)
+    np.testing.assert_array_equal(widget.reviewed_mask(added[0]), entry.reviewed)
