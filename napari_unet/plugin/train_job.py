@@ -2,8 +2,8 @@
 
 The worker (:func:`train_job`) runs in a napari ``thread_worker``: it turns the
 copied images, labels and reviewed masks into samples, holds part of them out
-for validation and drives core's :class:`~napari_unet.core.training.Trainer`,
-with torch on all cores but one (the viewer's). It yields a :class:`Prepared`,
+for validation (after storing them all in the project folder) and drives core's :class:`~napari_unet.core.training.Trainer`,
+with torch on all cores but one (the viewer's). It yields :class:`Saved`, :class:`Prepared`,
 then the trainer's :class:`~napari_unet.core.training.TrainUpdate` s, and returns
 the :class:`~napari_unet.core.training.TrainResult`. Errors come back as a
 :class:`~.predict_job.Failure`.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from ..core.errors import NapariUNetError
 from ..core.model import Model
 from ..core.training import TrainConfig, Trainer, TrainResult, TrainUpdate, make_samples, split_validation
 from ..core.training.files import median_object_size, scale_to
+from ..core.training.project import next_run, save_entries
 from .predict_job import Failure
 
 
@@ -34,6 +36,14 @@ class TrainEntry:
     axes: str
     labels: np.ndarray
     reviewed: np.ndarray
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The training set is stored in the project folder, as training run ``run``."""
+
+    folder: Path
+    run: int
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class TrainJob:
     config: TrainConfig
     device: str
     threads: int
+    project: Path | None = None
     trainer: Trainer | None = None
     stop_requested: bool = False
     result: TrainResult | None = None
@@ -67,9 +78,14 @@ class TrainJob:
             trainer.stop()
 
 
-def train_job(job: TrainJob) -> Generator[Prepared | TrainUpdate | Failure, None, TrainResult | None]:
-    """The worker: samples, validation split, training; returns the result (None when it failed)."""
+def train_job(job: TrainJob) -> Generator[Saved | Prepared | TrainUpdate | Failure, None, TrainResult | None]:
+    """The worker: the training set into the project, samples, validation split, training; returns the
+    result (None when it failed: nothing is trained on what could not be stored)."""
     try:
+        if job.project is not None:
+            run = next_run(job.project)
+            save_entries(job.project, run, [(e.name, e.image, e.labels, e.reviewed, e.axes) for e in job.entries])
+            yield Saved(job.project, run)
         model, samples = job.model, []
         for entry in job.entries:
             try:
@@ -95,6 +111,8 @@ def train_job(job: TrainJob) -> Generator[Prepared | TrainUpdate | Failure, None
         return job.result
     except NapariUNetError as error:
         yield Failure(str(error))
+    except OSError as error:
+        yield Failure(f"cannot store the training set in the project folder {job.project}: {error}")
     except Exception as error:  # noqa: BLE001 - the worker would turn a RuntimeError into a mere warning
         yield Failure(f"training failed: {type(error).__name__}: {error}", error)
     return None

@@ -52,7 +52,7 @@ from ..core.errors import NapariUNetError
 from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
 from ..core.progress import Notice, Progress
 from ..core.training import TrainConfig, TrainResult, TrainUpdate
-from ..core.training.project import default_project_folder, load_project, next_run, save_entries
+from ..core.training.project import default_project_folder, load_project
 from ..core.training.review import DEFAULT_MARGIN, ChangedPixels
 from ..core.training.trainer import warm_up
 from . import predict_widget
@@ -71,7 +71,7 @@ from .layers import (
     writing_prediction,
 )
 from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
-from .train_job import Prepared, TrainEntry, TrainJob, train_job
+from .train_job import Prepared, Saved, TrainEntry, TrainJob, train_job
 
 CHOOSE_FILE = "\0choose"
 VERSION = "\0version"
@@ -602,13 +602,11 @@ class TrainWidget(QWidget):
         entries = [self._entry(pair) for pair in pairs]
         config = self.train_config()
         folder = self.project_folder(pairs)
-        run = next_run(folder)
-        save_entries(folder, run, [(e.name, e.image, e.labels, e.reviewed, e.axes) for e in entries])
+        folder.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made stops here, with nothing started
         self.last_project = folder
-        self.status.setText(f"Saved the training set (run {run}) into {folder}.")
         if not self.versions or not any(m is model for _, m in self.versions):
             self._add_version(f"start: {self.model_combo.currentText()}", model)
-        return TrainJob(entries, model, config, "auto", max(1, cpu_cores() - 1)), pairs
+        return TrainJob(entries, model, config, "auto", max(1, cpu_cores() - 1), folder), pairs
 
     def _start(self, job: TrainJob, pairs: list[TrainPair]) -> None:
         self._job, self._pairs_used = job, pairs
@@ -632,6 +630,9 @@ class TrainWidget(QWidget):
             if update.error is not None:
                 raise update.error
             show_error(update.message)
+            return
+        if isinstance(update, Saved):
+            self.status.setText(f"Stored the training set (run {update.run}) in {update.folder}; preparing...")
             return
         if isinstance(update, Prepared):
             self.status.setText(f"Training on {update.n_train} plane(s), validating on {update.n_val}...")
