@@ -2,7 +2,9 @@
 
 Pick an image and the Labels layer holding the corrections, say what was
 reviewed (the whole image, the inside of a Shapes layer, or, automatically,
-the neighbourhood of what was painted since the last prediction), and Train.
+the neighbourhood of what was painted, filled or erased since the last
+prediction; a plane that no longer holds what the Predict widget wrote there,
+with no edit seen by this widget, counts as a whole), and Train.
 Several image / labels pairs, or planes of a stack, join one training set with
 "Add to training set".
 
@@ -47,7 +49,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.axes import CHANNEL_AXES, plane_layout
-from ..core.devices import cpu_cores
+from ..core.devices import cpu_cores, resolve_device, torch_threads
 from ..core.errors import NapariUNetError
 from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
 from ..core.progress import Notice, Progress
@@ -89,12 +91,17 @@ def warmed_up() -> bool:
     return _warm_up["done"]
 
 
+def _warm_up_on_threads() -> None:
+    with torch_threads(max(1, cpu_cores() - 1)):
+        warm_up()
+
+
 def _start_warm_up() -> None:
     """Once a session, in a worker: the first training step then neither waits for imports nor stalls the viewer."""
     if _warm_up["started"]:
         return
     _warm_up["started"] = True
-    worker = create_worker(warm_up, _start_thread=False)
+    worker = create_worker(_warm_up_on_threads, _start_thread=False)
     worker.finished.connect(lambda: _warm_up.update(done=True))
     worker.start()
 
@@ -652,6 +659,10 @@ class TrainWidget(QWidget):
         if result is None:
             return
         self.plot.update()
+        if result.steps == 0:
+            self.verdict_label.setText("Stopped before the first step: the model is unchanged.")
+            show_info("napari-unet training stopped before the first step: the model is unchanged")
+            return
         verdict = result.verdict()
         stopped = " (stopped)" if result.stopped else ""
         text = f"{result.steps} steps in {result.seconds:.0f} s{stopped}: {verdict}"
@@ -751,13 +762,7 @@ class TrainWidget(QWidget):
                 translate=[image.translate[i] for i in keep],
                 metadata={"axes": "".join(displayed[i] for i in keep)},
             )
-        on_cpu = True
-        try:
-            from ..core.devices import resolve_device
-
-            on_cpu = resolve_device("auto").type == "cpu"
-        except ValueError:
-            pass
+        on_cpu = resolve_device("auto").type == "cpu"
         tile = min(model.config.tile, predict_widget.CPU_TILE) if on_cpu else None
         job = Job(data, axes, model, output, planes, origin, "auto", tile, max(1, cpu_cores() - 1), target, new)
         job.dtype = np.dtype(target.data.dtype)
