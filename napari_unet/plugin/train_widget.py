@@ -658,6 +658,10 @@ class TrainWidget(QWidget):
     def _on_result(self, result: TrainResult | None) -> None:
         if result is None:
             return
+        if result.history:  # the last updates may have come between two redraws
+            last = result.history[-1]
+            score = f", validation {self.plot.score[-1][1]:.3f}" if self.plot.score else ""
+            self.progress_label.setText(f"step {last.step}: loss {last.loss:.4f}{score}")
         self.plot.update()
         if result.steps == 0:
             self.verdict_label.setText("Stopped before the first step: the model is unchanged.")
