@@ -111,3 +111,49 @@ def smallest_label_dtype(largest: int) -> np.dtype:
     """uint16 unless ``largest`` needs more: napari draws 8/16-bit labels far faster than 32-bit ones,
     and 16 bits leave room for ids painted by hand."""
     return np.dtype(np.uint16 if largest <= np.iinfo(np.uint16).max else np.uint32)
+
+
+# ---- predictions written into Labels layers, shared by the widgets ------------------------------
+
+_writing: set[int] = set()
+_listeners: list = []
+PREDICTED: dict[tuple[int, tuple[int, ...]], int] = {}
+"""Fingerprint of what a widget last wrote into each plane, by ``(layer.unique_id, plane index)``."""
+
+
+class writing_prediction:
+    """Context of a widget writing a prediction into plane ``index`` of ``layer``.
+
+    Meanwhile :func:`is_writing_prediction` is true for the layer (its paint
+    events are the widget's, not the user's); afterwards the plane's fingerprint
+    is recorded in :data:`PREDICTED` and the listeners added with
+    :func:`on_prediction_written` are called with ``(layer, index)``.
+    """
+
+    def __init__(self, layer, index: tuple[int, ...]):
+        self.layer, self.index = layer, tuple(index)
+
+    def __enter__(self):
+        _writing.add(self.layer.unique_id)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _writing.discard(self.layer.unique_id)
+        if exc_type is None:
+            PREDICTED[(self.layer.unique_id, self.index)] = fingerprint(self.layer.data[self.index])
+            for listener in list(_listeners):
+                listener(self.layer, self.index)
+
+
+def is_writing_prediction(layer) -> bool:
+    return layer.unique_id in _writing
+
+
+def on_prediction_written(listener) -> None:
+    """Call ``listener(layer, index)`` after each prediction written with :class:`writing_prediction`."""
+    _listeners.append(listener)
+
+
+def remove_prediction_listener(listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)

@@ -53,6 +53,7 @@ from .layers import (
     widen_for,
     write_plane,
     write_undoable,
+    writing_prediction,
 )
 from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
 
@@ -485,11 +486,12 @@ class PredictWidget(QWidget):
                 return
         if widen_for(layer, int(plane.data.max()) if plane.data.size else 0):
             show_info(f"'{layer.name}' now holds {layer.data.dtype} labels, to fit the ids (its undo history is reset)")
-        if job.new_target and not current.any():  # nothing to undo in a layer made for this result
-            write_plane(layer, index, plane.data)
-        else:
-            with layer.block_history():
-                write_undoable(layer, index, plane.data)
+        with writing_prediction(layer, index):  # the Correct & Train widget tells these writes from the user's
+            if job.new_target and not current.any():  # nothing to undo in a layer made for this result
+                write_plane(layer, index, plane.data)
+            else:
+                with layer.block_history():
+                    write_undoable(layer, index, plane.data)
         same = plane.fingerprint is not None and plane.data.dtype == layer.data.dtype
         self._written[(layer.unique_id, index)] = plane.fingerprint if same else fingerprint(layer.data[index])
         job.written += 1
