@@ -1,4 +1,4 @@
-"""``make run``: napari with the plugin's widgets, a sample image and the shipped model when installed."""
+"""``make run``: napari with the plugin's widgets and a sample image, segmented by the shipped model."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ def main() -> None:
     viewer.open_sample("napari-unet", "nuclei_fluorescence_dense")
     _, predict = viewer.window.add_plugin_dock_widget("napari-unet", "Predict")
     viewer.window.add_plugin_dock_widget("napari-unet", "Label tools")
-    if builtin_model_path("default") is not None:
-        predict.set_model("default")
+    if builtin_model_path("default") is not None and predict.set_model("default"):
+        predict.run()  # segment the sample with the shipped model, in the background
     napari.run()
 
 
