@@ -101,3 +101,15 @@ def test_an_incomplete_stream_is_an_error_and_leaves_nothing(tmp_path):
         with LabelsTiffWriter(tmp_path / "l.tif", (3, 8, 8)) as writer:
             writer.write(np.ones((8, 8)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_ordinary_permissions_not_the_temporary_files(tmp_path):
+    from napari_unet.core import files
+
+    write_labels(tmp_path / "new.tif", np.ones((4, 4), np.uint8))
+    kept = tmp_path / "kept.tif"
+    kept.write_bytes(b"x")
+    kept.chmod(0o640)
+    write_labels(kept, np.ones((4, 4), np.uint8))
+    assert (tmp_path / "new.tif").stat().st_mode & 0o777 == 0o666 & ~files._UMASK
+    assert kept.stat().st_mode & 0o777 == 0o640
