@@ -46,6 +46,20 @@ DISCOVER = textwrap.dedent(
 
     assert nuclei_stack()[0][0].shape == (5, 256, 256)
 
+    # The shipped default model loads from the installed wheel and finds the sample's nuclei.
+    import numpy as np
+    import tifffile
+    from importlib import resources
+    from napari_unet import load_model, segment
+
+    model = load_model("default")
+    samples = resources.files("napari_unet") / "sample_data"
+    image = tifffile.imread(samples / "nuclei_fluorescence.tif")
+    truth = tifffile.imread(samples / "nuclei_fluorescence_labels.tif")
+    found, expected = int(segment(image, model, device="cpu").max()), len(np.unique(truth)) - 1
+    assert 0.75 * expected <= found <= 1.25 * expected, (found, expected)
+    print("default model found", found, "of", expected, "nuclei")
+
     import napari_unet
 
     prefix = Path(sys.prefix).resolve()
@@ -99,6 +113,7 @@ def test_the_wheel_ships_the_manifest_and_napari_discovers_the_plugin_from_it(tm
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "napari_unet").rglob("*.py")}
     assert modules - names == set(), "modules missing from the wheel"
     assert SAMPLE_FILES - names == set(), "sample data missing from the wheel"
+    assert "napari_unet/models/default_nuclei.safetensors" in names, "the default model is not in the wheel"
 
     python = fresh_venv(tmp_path / "venv")
     env = clean_env()
