@@ -22,6 +22,7 @@ from .normalize import normalize
 from .postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
 from .progress import Progress, run
+from .stack_ids import StackIds
 from .tiling import count_tiles, predict_tiles
 
 Output = Literal["instances", "semantic"]
@@ -56,6 +57,7 @@ class Segmenter:
         batch_size: int = 4,
     ):
         self.model = model
+        self.requested_device = str(device)  # what other machines should resolve for themselves
         self.predictor = NetworkPredictor(model.network, device)
         network = model.network
         requested = tile if tile is not None else model.config.tile
@@ -163,13 +165,14 @@ def iter_segment(
     channels: Sequence[int] | None = None,
     output: Output = "instances",
     min_size: int = 10,
+    stitch_z: float | None = None,
     **segmenter_kwargs,
 ) -> Generator[Progress, None, np.ndarray]:
     """Labels of every plane; a generator (see :func:`segment`)."""
     model, seg = _segmenter(model, segmenter_kwargs)
     layout = _layout(image, model, axes, channels)
     labels = np.zeros(layout.out_shape, dtype=np.uint32)
-    yield from iter_labels(layout, image, seg, labels.__setitem__, output=output, min_size=min_size)
+    yield from iter_labels(layout, image, seg, labels.__setitem__, output=output, min_size=min_size, stitch_z=stitch_z)
     return labels
 
 
@@ -181,21 +184,22 @@ def iter_labels(
     *,
     output: Output = "instances",
     min_size: int = 10,
+    stitch_z: float | None = None,
     stage: str = "tiles",
 ) -> Generator[Progress, None, None]:
     """Label each plane in turn and hand it to ``consume(index, labels)``; a generator.
 
-    Instance ids continue from plane to plane, so they are unique in the stack.
+    Instance ids continue from plane to plane, so they are unique in the stack;
+    with ``stitch_z`` objects overlapping across z planes share an id (see
+    :class:`~napari_unet.core.stack_ids.StackIds`).
     """
-    offset = 0
+    ids = StackIds(layout.out_axes[:-2], stitch_z=stitch_z) if output == "instances" else None
+    if stitch_z is not None and ids is None:
+        raise ValueError("linking objects across z (stitch_z) needs instance labels, not semantic ones")
 
     def label(index, prob):
-        nonlocal offset
         plane = seg.labels(prob, output=output, min_size=min_size)
-        if output == "instances":
-            plane[plane > 0] += offset
-            offset = max(offset, int(plane.max()))
-        consume(index, plane)
+        consume(index, plane if ids is None else ids(index, plane))
 
     yield from _walk(layout, image, seg, label, stage)
 
@@ -263,6 +267,9 @@ def segment(image, model: Model | str | os.PathLike, **kwargs) -> np.ndarray:
         Instance ids (0 = background, unique across the stack) or class ids.
     min_size : int
         Instances smaller than this many pixels are dropped.
+    stitch_z : float, optional
+        Give one id to objects of consecutive z planes whose intersection over
+        union is above this (in (0, 1)), so an object spanning planes keeps one id.
 
     Returns
     -------
