@@ -46,7 +46,7 @@ class StackIds:
             if not 0.0 < stitch_z < 1.0:
                 raise ValueError(f"the z-stitching threshold is an overlap (IoU) in (0, 1), got {stitch_z}")
             if "Z" not in iter_axes:
-                raise ImageError(f"linking objects across z needs a Z axis, but the stack's planes are indexed by {iter_axes!r}")
+                raise ImageError(f"linking objects across z needs a Z axis; the stack's planes are along {iter_axes!r}")
         self.stitch_z = stitch_z
         self._z = iter_axes.index("Z") if stitch_z is not None else None
         self._next = 1
