@@ -57,14 +57,17 @@ def _zarr_labels(path):
     return zarr.open_array(Path(path) / "0", mode="r")[...]
 
 
-def test_a_zyx_stack_gives_labels_of_its_shape_with_ids_unique_in_the_stack(tmp_path, rng, model_file):
-    stack = _write(tmp_path / "z.tif", _noise(rng, (4, 48, 56)), "ZYX")
+@pytest.mark.parametrize("shape, axes", [((4, 48, 56), "ZYX"), ((48, 56), "YX")])
+def test_a_stack_gives_labels_of_its_shape_with_ids_unique_in_the_stack(shape, axes, tmp_path, rng, model_file):
+    stack = _write(tmp_path / "z.tif", _noise(rng, shape), axes)
     assert _segment(stack, "-o", tmp_path / "labels.tif", "--model", model_file) == 0
+    assert _segment(stack, "-o", tmp_path / "labels.zarr", "--model", model_file) == 0
     with tifffile.TiffFile(tmp_path / "labels.tif") as tif:
-        assert tif.series[0].axes == "ZYX"
+        assert tif.series[0].axes == axes
         labels = tif.series[0].asarray()
-    assert labels.shape == (4, 48, 56) and labels.dtype == np.uint32
+    assert labels.shape == shape and labels.dtype == np.uint32
     _assert_unique_across_planes(labels)
+    np.testing.assert_array_equal(_zarr_labels(tmp_path / "labels.zarr"), labels)
 
 
 def test_a_tzcyx_stack_with_a_channel_picked_gives_the_same_labels_in_tiff_zarr_and_python(
@@ -191,6 +194,26 @@ def test_a_stopped_run_keeps_its_planes_and_other_settings_start_over(tmp_path, 
     assert len(segmented) == 5
     expected = napari_unet.segment(tifffile.imread(stack), model, axes="ZYX", overlap=0.25, min_size=2)
     np.testing.assert_array_equal(_zarr_labels(job.output), expected)
+
+
+def test_a_run_stopped_while_numbering_ids_only_numbers_them_again(tmp_path, rng, model, monkeypatch):
+    stack = _write(tmp_path / "s.tif", _noise(rng, (4, 40, 40)), "ZYX")
+    job = Job(stack, tmp_path / "s.zarr")
+    segmenter = Segmenter(model, device="cpu", overlap=0.25)
+    options = BatchOptions(min_size=1, stitch_z=0.2)
+    gen = iter_segment_file(job, segmenter, options)
+    for progress in gen:
+        if progress.stage.endswith(": ids") and progress.done == 2:
+            break
+    gen.close()
+    assert not job.output.exists() and PartialStore(partial_path(job.output)).pending() == []
+
+    segmented = _count_segmented_planes(monkeypatch)
+    run(iter_segment_file(job, segmenter, options))
+    assert segmented == []
+    expected = napari_unet.segment(tifffile.imread(stack), model, axes="ZYX", overlap=0.25, min_size=1, stitch_z=0.2)
+    np.testing.assert_array_equal(_zarr_labels(job.output), expected)
+    assert sorted(p.name for p in job.output.iterdir()) == ["0", "zarr.json"]
 
 
 def test_a_local_cluster_of_two_workers_gives_the_single_process_result(tmp_path, rng, model_file):

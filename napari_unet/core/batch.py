@@ -38,7 +38,7 @@ import numpy as np
 from .axes import PlaneLayout, plane_layout
 from .errors import ImageError, NapariUNetError, StackFileError
 from .inference import Output, Segmenter, iter_labels
-from .labels_store import PartialStore, complete_store, is_done
+from .labels_store import PartialStore, complete_store, drop_scratch, is_done
 from .model import Model
 from .progress import Progress
 from .stack_ids import StackIds
@@ -331,6 +331,7 @@ def iter_segment_file(
     digest = model_digest(segmenter.model)
     sig = signature(job, layout, segmenter, options, digest)
     if is_done(job.output, sig, options.stitch_z):
+        drop_scratch(job.output)
         return job.output
     store = PartialStore.open(job.output, layout.out_shape, sig)
     pending = store.pending()

@@ -14,8 +14,9 @@ While a run is under way its store lives beside the output as
 
 When every plane is done, one pass in plane order turns the raw labels into
 ids unique in the stack (:class:`~napari_unet.core.stack_ids.StackIds`,
-the same numbering a streamed TIFF gets), writes them as the array ``0``,
-drops ``raw`` and ``counts``, and renames the store to its final name.
+the same numbering a streamed TIFF gets) and writes them as the array
+``0``; the store is renamed to its final name, then ``raw`` and ``counts``
+are dropped.
 
 Why raw planes and a second pass rather than a running offset: planes done
 out of order, or on other machines, cannot know how many objects came
@@ -168,12 +169,20 @@ class PartialStore:
         attrs = {"signature": self.signature} | _plain(attributes())
         ome = ome_metadata(attrs.get("axes", ""), attrs.get("scale") or {}, attrs.get("unit"), output.stem)
         self.group.attrs.put({KEY: attrs} | ({"ome": ome} if ome else {}))
-        del self.group["raw"]
-        del self.group["counts"]
         for leftover in self.path.rglob("*.partial"):  # temporary files of writes that a kill interrupted
             leftover.unlink()
+        # Moved while it still holds its raw planes: killed before the move, a rerun finds every plane done.
         _replace_folder(self.path, output)
+        drop_scratch(output)
         return output
+
+
+def drop_scratch(output: Path) -> None:
+    """Remove the raw planes and counts from a finished store (left there if a run was killed just after its move)."""
+    group = zarr.open_group(output, mode="r+")
+    for name in ("raw", "counts"):
+        if name in group:
+            del group[name]
 
 
 def plane_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:

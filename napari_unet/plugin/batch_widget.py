@@ -188,7 +188,7 @@ class BatchWidget(QWidget):
 
     def _on_done(self, report: BatchReport | None) -> None:
         if report is None:
-            self.status.setText("stopped; rerun a zarr output to resume it")
+            self.status.setText("stopped; Run again resumes zarr outputs of files")
         elif report.failed:
             self._fail(describe(report))
         else:
