@@ -239,6 +239,24 @@ def test_a_running_scheduler_is_reached_by_its_address(tmp_path, rng, model_file
     np.testing.assert_array_equal(_zarr_labels(tmp_path / "there.zarr"), _zarr_labels(tmp_path / "here.zarr"))
 
 
+def test_a_worker_loads_the_model_once_and_only_the_model_the_run_started_with(model, model_file, monkeypatch):
+    import napari_unet.core.model
+    from napari_unet.core import cluster
+    from napari_unet.core.batch import model_digest
+
+    loads = []
+    load = napari_unet.core.model.load_model
+    monkeypatch.setattr(napari_unet.core.model, "load_model", lambda path: loads.append(path) or load(path))
+    monkeypatch.setattr(cluster, "_SEGMENTERS", {})
+    segmenter = Segmenter(model, device="cpu")
+    spec = cluster.WorkerModel.of(segmenter, model_file, model_digest(model))
+    assert cluster._segmenter(spec) is cluster._segmenter(spec)
+    assert loads == [str(model_file)]
+    changed = cluster.WorkerModel.of(segmenter, model_file, "0" * 64)
+    with pytest.raises(napari_unet.NapariUNetError, match="not the one the run started with"):
+        cluster._segmenter(changed)
+
+
 def _error_lines(capsys) -> list[str]:
     lines = capsys.readouterr().err.strip().splitlines()
     return [line for line in lines if line.startswith("napari-unet: error: ")]
