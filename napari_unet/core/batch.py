@@ -213,10 +213,11 @@ def open_input(job: Job, in_channels: int, options: BatchOptions) -> tuple[Stack
     return stack, layout
 
 
-def open_inputs(
-    jobs: Sequence[Job], in_channels: int, options: BatchOptions
-) -> list[tuple[Stack, PlaneLayout] | StackFileError]:
-    """Open every input before any work: an unreadable file is returned as its error, to report and skip.
+def check_inputs(jobs: Sequence[Job], in_channels: int, options: BatchOptions) -> list[PlaneLayout | StackFileError]:
+    """Open every input before any work; an unreadable file is returned as its error, to report and skip.
+
+    Files are closed again (a folder may hold more than a process may keep
+    open); each is opened anew when its turn comes.
 
     Raises
     ------
@@ -224,16 +225,15 @@ def open_inputs(
         An input that does not fit the model or the options, or inputs whose
         axes or channels differ (the same options cannot suit them all).
     """
-    opened: list[tuple[Stack, PlaneLayout] | StackFileError] = []
+    checked: list[PlaneLayout | StackFileError] = []
     for job in jobs:
         try:
-            opened.append(open_input(job, in_channels, options))
+            checked.append(open_input(job, in_channels, options)[1])
         except StackFileError as e:
-            opened.append(e)
+            checked.append(e)
     kinds: dict[tuple[str, int], str] = {}
-    for job, item in zip(jobs, opened):
-        if not isinstance(item, StackFileError):
-            _, layout = item
+    for job, layout in zip(jobs, checked):
+        if not isinstance(layout, StackFileError):
             n_channels = layout.shape[layout.axes.index(layout.channel_axis)] if layout.channel_axis else 1
             kinds.setdefault((layout.axes, n_channels), f"{job.name} has axes {layout.axes} and shape {layout.shape}")
     if len(kinds) > 1:
@@ -242,7 +242,7 @@ def open_inputs(
             + "; ".join(kinds.values())
             + ". Segment them in separate runs."
         )
-    return opened
+    return checked
 
 
 def model_digest(model: Model) -> str:
@@ -291,7 +291,6 @@ def iter_segment_file(
     segmenter: Segmenter,
     options: BatchOptions = BatchOptions(),
     *,
-    opened: tuple[Stack, PlaneLayout] | None = None,
     client=None,
     model_file: str | None = None,
 ) -> Generator[Progress, None, Path]:
@@ -305,15 +304,13 @@ def iter_segment_file(
         The model on its device.
     options : BatchOptions
         What to make of the input.
-    opened : (Stack, PlaneLayout), optional
-        The result of :func:`open_input`, if already at hand.
     client : distributed.Client, optional
         Segment the planes on this dask cluster (zarr output only; see
         :mod:`~napari_unet.core.cluster`), loading ``model_file`` on each worker.
     """
     if client is not None:
         _check_cluster_job(job)
-    stack, layout = opened or open_input(job, segmenter.model.in_channels, options)
+    stack, layout = open_input(job, segmenter.model.in_channels, options)
     data = CheckedArray(stack.data, stack.path or Path(job.name))
     if not job.to_zarr:
         with LabelsTiffWriter(job.output, layout.out_shape, axes=layout.out_axes, dtype=np.uint32) as writer:
@@ -439,7 +436,7 @@ def iter_segment_files(
             raise ValueError("a dask cluster needs the model's file (model_file) to load on its workers")
         for job in jobs:
             _check_cluster_job(job)
-    opened = open_inputs(jobs, segmenter.model.in_channels, options)
+    checked = check_inputs(jobs, segmenter.model.in_channels, options)
     report = BatchReport()
     if scheduler is None:
         connection = nullcontext(None)
@@ -448,13 +445,13 @@ def iter_segment_files(
 
         connection = connect(scheduler)
     with connection as client:
-        for job, item in zip(jobs, opened):
-            if isinstance(item, StackFileError):
-                report.failed.append((job, str(item)))
-                yield FileDone(job, str(item))
+        for job, layout in zip(jobs, checked):
+            if isinstance(layout, StackFileError):
+                report.failed.append((job, str(layout)))
+                yield FileDone(job, str(layout))
                 continue
             try:
-                yield from iter_segment_file(job, segmenter, options, opened=item, client=client, model_file=model_file)
+                yield from iter_segment_file(job, segmenter, options, client=client, model_file=model_file)
             except (StackFileError, ImageError) as e:  # this input is bad: report it, go on with the others
                 report.failed.append((job, str(e)))
                 yield FileDone(job, str(e))
