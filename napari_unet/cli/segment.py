@@ -1,4 +1,4 @@
-"""``napari-unet segment``: TIFF files or folders to labels TIFFs."""
+"""``napari-unet segment``: TIFF files or folders to labels TIFFs or zarr stores, here or on a dask cluster."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.batch import check_writable, iter_segment_file, plan_jobs
+from ..core.batch import FORMATS, BatchOptions, FileDone, check_writable, describe, iter_segment_files, plan_jobs
+from ..core.cluster import parse_scheduler
 from ..core.inference import Segmenter, as_model
-from ..core.progress import run
+from ..core.progress import Progress, run
 from .options import add_model_options, add_tiling_options, channel_list, object_size, positive_int
 from .progressbar import ProgressBar
 
@@ -17,10 +18,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "segment",
         help="segment TIFF images or stacks into labels",
-        description="Segment TIFF files (or folders of them) plane by plane into labels TIFFs.",
+        description="Segment TIFF files (or folders of them) plane by plane into labels TIFFs or zarr stores.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF file or folder of TIFF files")
-    p.add_argument("-o", "--output", required=True, help="labels TIFF, or a folder for several inputs")
+    p.add_argument(
+        "-o", "--output", required=True, help="labels TIFF or zarr store (NAME.zarr), or a folder for several inputs"
+    )
+    p.add_argument("--format", choices=FORMATS, help="output format (default: the output's suffix; tif for a folder)")
     add_model_options(p)
     add_tiling_options(p)
     p.add_argument("--labels", choices=("instances", "semantic"), default="instances", help="kind of labels")
@@ -34,11 +38,37 @@ def add_parser(sub) -> None:
         help="typical object diameter in pixels, or 'auto' to estimate it (default); "
         "the image is rescaled to the size the model was trained at",
     )
+    p.add_argument(
+        "--stitch-z",
+        type=iou_threshold,
+        metavar="THRESHOLD",
+        help="give one id to objects of consecutive z planes that overlap with an IoU above THRESHOLD (e.g. 0.3)",
+    )
+    p.add_argument(
+        "--scheduler",
+        help="segment on dask: local (one worker per core), local:N (N workers) or the scheduler address "
+        "tcp://HOST:PORT of a running cluster; needs a zarr output",
+    )
     p.set_defaults(run=main)
 
 
+def iou_threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an overlap in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected an overlap in (0, 1), got {value}")
+    return value
+
+
 def main(args: argparse.Namespace) -> int:
-    jobs = plan_jobs(args.inputs, args.output)
+    options = BatchOptions(
+        axes=args.axes, channels=args.channels, labels=args.labels, min_size=args.min_size, stitch_z=args.stitch_z
+    )
+    if args.scheduler is not None:
+        parse_scheduler(args.scheduler)
+    jobs = plan_jobs(args.inputs, args.output, format=args.format)
     output = Path(args.output)
     if any(job.output.parent == output for job in jobs):  # several inputs: a folder, made if missing
         output.mkdir(exist_ok=True)
@@ -53,11 +83,45 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         object_size=args.object_size,
     )
-    for job in jobs:
-        with ProgressBar(desc=job.input.name) as bar:
-            gen = iter_segment_file(
-                job, segmenter, axes=args.axes, channels=args.channels, output=args.labels, min_size=args.min_size
-            )
-            run(gen, bar.update)
-        print(f"{job.input} -> {job.output}", file=sys.stderr)
+    with _Report() as report:
+        result = run(
+            iter_segment_files(jobs, segmenter, options, scheduler=args.scheduler, model_file=args.model),
+            report.update,
+        )
+    if result.failed:
+        if len(jobs) > 1:
+            print(f"napari-unet: error: {describe(result)}", file=sys.stderr)
+        return 2
     return 0
+
+
+class _Report:
+    """A progress bar per stage, and a line per finished input."""
+
+    def __init__(self):
+        self._bar: ProgressBar | None = None
+        self._stage: str | None = None
+
+    def update(self, update: Progress | FileDone) -> None:
+        if isinstance(update, FileDone):
+            self._close()
+            if update.error is None:
+                print(f"{update.job.input} -> {update.job.output}", file=sys.stderr)
+            else:
+                print(f"napari-unet: error: {' '.join(update.error.split())}", file=sys.stderr)
+            return
+        if update.stage != self._stage:
+            self._close()
+            self._bar, self._stage = ProgressBar(desc=update.stage).__enter__(), update.stage
+        self._bar.update(update)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        self._bar, self._stage = None, None
+
+    def __enter__(self) -> _Report:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()

@@ -89,9 +89,6 @@ class PlaneLayout:
         ``array`` may be lazy (memory-map, zarr, dask): each plane is read on
         its own, so memory holds one plane at a time.
         """
-        order = [self.axes.index(a) for a in self.out_axes[:-2]]
-        order += [self.axes.index(self.channel_axis)] if self.channel_axis else []
-        order += [self.axes.index("Y"), self.axes.index("X")]
         if indices is None:
             indices = list(np.ndindex(*self.iter_shape))
         for index in indices:
@@ -101,11 +98,18 @@ class PlaneLayout:
                     f"have shape {self.iter_shape}"
                 )
         for index in indices:
-            key = [slice(None)] * len(self.axes)
-            for axis, i in zip(order, index):
-                key[axis] = i
-            plane = np.asarray(array[tuple(key)])
-            yield index, self._channels_first(plane)
+            yield index, self.plane(array, index)
+
+    def plane(self, array, index: tuple[int, ...]) -> np.ndarray:
+        """The ``(C, Y, X)`` plane at ``index`` (a position on the iterated axes); reads only that plane."""
+        key = [slice(None)] * len(self.axes)
+        for a, i in zip(self.out_axes[:-2], index):
+            key[self.axes.index(a)] = i
+        return self._channels_first(np.asarray(array[tuple(key)]))
+
+    def index(self, number: int) -> tuple[int, ...]:
+        """The index on the iterated axes of the ``number``-th plane, in the order of :meth:`planes`."""
+        return tuple(int(i) for i in np.unravel_index(number, self.iter_shape))
 
     def _channels_first(self, plane: np.ndarray) -> np.ndarray:
         kept = [a for a in self.axes if a in "YX" or a == self.channel_axis]

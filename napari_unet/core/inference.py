@@ -27,6 +27,7 @@ from .postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
 from .progress import Notice, Progress, run
 from .sizing import estimate_scale, rescale, resize_to
+from .stack_ids import StackIds
 from .tiling import count_tiles, predict_tiles
 
 Output = Literal["instances", "semantic"]
@@ -80,6 +81,7 @@ class Segmenter:
         object_size: float | Literal["auto"] | None = "auto",
     ):
         self.model = model
+        self.requested_device = str(device)  # what other machines should resolve for themselves
         self.predictor = NetworkPredictor(model.network, device)
         network = model.network
         requested = tile if tile is not None else model.config.tile
@@ -252,13 +254,14 @@ def iter_segment(
     channels: Sequence[int] | None = None,
     output: Output = "instances",
     min_size: int = 10,
+    stitch_z: float | None = None,
     **segmenter_kwargs,
 ) -> Generator[Progress | Notice, None, np.ndarray]:
     """Labels of every plane; a generator (see :func:`segment`)."""
     model, seg = _segmenter(model, segmenter_kwargs)
     layout = _layout(image, model, axes, channels)
     labels = np.zeros(layout.out_shape, dtype=np.uint32)
-    yield from iter_labels(layout, image, seg, labels.__setitem__, output=output, min_size=min_size)
+    yield from iter_labels(layout, image, seg, labels.__setitem__, output=output, min_size=min_size, stitch_z=stitch_z)
     return labels
 
 
@@ -270,14 +273,17 @@ def iter_labels(
     *,
     output: Output = "instances",
     min_size: int = 10,
+    stitch_z: float | None = None,
     stage: str = "tiles",
 ) -> Generator[Progress | Notice, None, None]:
     """Label each plane in turn and hand it to ``consume(index, labels)``; a generator.
 
-    Instance ids continue from plane to plane, so they are unique in the stack.
+    Instance ids continue from plane to plane, so they are unique in the stack;
+    with ``stitch_z`` objects overlapping across z planes share an id (see
+    :class:`~napari_unet.core.stack_ids.StackIds`).
     """
-    label = _labeller(seg, output, min_size)
-    yield from _walk(layout, image, seg, lambda index, prob: consume(index, label(prob)), stage)
+    label = _labeller(seg, layout, output, min_size, stitch_z)
+    yield from _walk(layout, image, seg, lambda index, prob: consume(index, label(index, prob)), stage)
 
 
 def iter_planes(
@@ -312,9 +318,9 @@ def iter_planes(
     layout = _layout(image, model, axes, channels)
     if output != "probabilities":
         check_output(model, output)
-    label = (lambda prob: prob) if output == "probabilities" else _labeller(seg, output, min_size)
+    label = (lambda index, prob: prob) if output == "probabilities" else _labeller(seg, layout, output, min_size)
     for update in _iter_planes(layout, image, seg, "tiles", planes):
-        yield PlaneResult(update.index, label(update.data)) if isinstance(update, PlaneResult) else update
+        yield PlaneResult(update.index, label(update.index, update.data)) if isinstance(update, PlaneResult) else update
 
 
 def check_output(model: Model, output: Output) -> None:
@@ -326,17 +332,18 @@ def check_output(model: Model, output: Output) -> None:
         )
 
 
-def _labeller(seg: Segmenter, output: Output, min_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``prob -> labels`` for consecutive planes; instance ids continue from plane to plane."""
-    offset = 0
+def _labeller(
+    seg: Segmenter, layout: PlaneLayout, output: Output, min_size: int, stitch_z: float | None = None
+) -> Callable[[tuple[int, ...], np.ndarray], np.ndarray]:
+    """``(index, prob) -> labels`` for consecutive planes; instance ids are unique over them
+    (see :class:`~napari_unet.core.stack_ids.StackIds`)."""
+    ids = StackIds(layout.out_axes[:-2], stitch_z=stitch_z) if output == "instances" else None
+    if stitch_z is not None and ids is None:
+        raise ValueError("linking objects across z (stitch_z) needs instance labels, not semantic ones")
 
-    def label(prob: np.ndarray) -> np.ndarray:
-        nonlocal offset
+    def label(index: tuple[int, ...], prob: np.ndarray) -> np.ndarray:
         plane = seg.labels(prob, output=output, min_size=min_size)
-        if output == "instances":
-            plane[plane > 0] += offset
-            offset = max(offset, int(plane.max()))
-        return plane
+        return plane if ids is None else ids(index, plane)
 
     return label
 
@@ -432,6 +439,9 @@ def segment(image, model: Model | str | os.PathLike, **kwargs) -> np.ndarray:
         Instance ids (0 = background, unique across the stack) or class ids.
     min_size : int
         Instances smaller than this many pixels are dropped.
+    stitch_z : float, optional
+        Give one id to objects of consecutive z planes whose intersection over
+        union is above this (in (0, 1)), so an object spanning planes keeps one id.
 
     Returns
     -------

@@ -71,7 +71,7 @@ def is_tiff(path: str | os.PathLike) -> bool:
     return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def read_stack(path: str | os.PathLike, *, lazy: bool | None = None) -> Stack:
+def read_stack(path: str | os.PathLike, *, lazy: bool | None = None, memmap: bool = True) -> Stack:
     """Open the first series of a TIFF file.
 
     Parameters
@@ -82,6 +82,11 @@ def read_stack(path: str | os.PathLike, *, lazy: bool | None = None) -> Stack:
         Keep the pixels on disk (memory-map or zarr) rather than reading them.
         By default: memory-map when the file allows it, zarr when it is larger
         than :data:`LAZY_BYTES`, read into memory otherwise.
+    memmap : bool
+        Allow memory-mapping. Pass False (with ``lazy=True``) to stream through
+        a stack: the pages of a memory map that have been read stay resident,
+        and count in the process's memory, until it is closed, whereas zarr
+        reads each plane into a fresh array.
 
     Raises
     ------
@@ -106,7 +111,7 @@ def read_stack(path: str | os.PathLike, *, lazy: bool | None = None) -> Stack:
             scale, unit = _scale(tif, axes)
             nbytes = int(np.prod(shape, dtype=np.int64)) * series.dtype.itemsize
             data = None
-            if lazy is not False and series.dataoffset is not None:
+            if lazy is not False and memmap and series.dataoffset is not None:
                 data = tifffile.memmap(path, series=0, mode="r")
             elif lazy or (lazy is None and nbytes > LAZY_BYTES):
                 data = _zarr(path)

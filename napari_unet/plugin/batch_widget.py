@@ -1,0 +1,275 @@
+"""Batch widget: segment TIFF files, a folder or a stack layer into labels, and open them lazily.
+
+It builds the same core calls as ``napari-unet segment``
+(:func:`~napari_unet.core.batch.iter_segment_files`) and runs them in a
+worker thread. Stop asks the run to end at its next step: the generator is
+then closed where it stands, so a TIFF being written is dropped and a zarr
+store keeps its finished planes for the next run to resume. Each output is
+opened as a Labels layer over the file (zarr), never read whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from pathlib import Path
+
+import napari
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.axes import guess_axes
+from ..core.batch import (
+    BatchOptions,
+    BatchReport,
+    FileDone,
+    Job,
+    check_writable,
+    describe,
+    iter_segment_files,
+    plan_jobs,
+)
+from ..core.devices import DEVICE_CHOICES
+from ..core.inference import Segmenter, as_model
+from ..core.labels_store import open_labels
+from ..core.progress import Progress
+from ..core.stack_io import Stack, read_stack
+
+FILES = "TIFF files or folder (below)"
+
+
+class BatchWidget(QWidget):
+    """Choose inputs (files, a folder or an image layer) and an output; Run, watch, Stop."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self._stop = threading.Event()
+
+        self.source = QComboBox()
+        self.inputs = QLineEdit()
+        self.inputs.setPlaceholderText("stack.tif; other.tif  or  a folder")
+        self.output = QLineEdit()
+        self.output.setPlaceholderText("labels.zarr, labels.tif, or a folder for several inputs")
+        self.model = QLineEdit("default")
+        self.labels = QComboBox()
+        self.labels.addItems(["instances", "semantic"])
+        self.min_size = QSpinBox()
+        self.min_size.setRange(1, 10**6)
+        self.min_size.setValue(10)
+        self.min_size.setSuffix(" px")
+        self.min_size.setToolTip("objects smaller than this are dropped")
+        self.stitch_z = QDoubleSpinBox()
+        self.stitch_z.setRange(0.0, 0.95)
+        self.stitch_z.setSingleStep(0.05)
+        self.stitch_z.setSpecialValueText("off")
+        self.stitch_z.setToolTip("link objects of consecutive z planes whose overlap (IoU) is above this")
+        self.device = QComboBox()
+        self.device.addItems(DEVICE_CHOICES)
+        self.run_button = QPushButton("Run")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Input", self.source)
+        files = _with_buttons(self.inputs, ("Files…", self._choose_files), ("Folder…", self._choose_folder))
+        form.addRow("", files)
+        form.addRow("Output", _with_buttons(self.output, ("…", self._choose_output)))
+        form.addRow("Model", _with_buttons(self.model, ("…", self._choose_model)))
+        form.addRow("Labels", self.labels)
+        form.addRow("Smallest object", self.min_size)
+        form.addRow("Link across z", self.stitch_z)
+        form.addRow("Device", self.device)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+        self.run_button.clicked.connect(self.run)
+        self.stop_button.clicked.connect(self.stop)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    def run(self):
+        """Check the choices, then segment in a worker thread; returns the worker (None if the choices are bad)."""
+        try:
+            jobs = self._jobs()
+            options = BatchOptions(
+                labels=self.labels.currentText(), min_size=self.min_size.value(), stitch_z=self.stitch_z.value() or None
+            )
+        except (ValueError, OSError) as e:
+            self._fail(str(e))
+            return None
+        self._stop.clear()
+        model = self.model.text().strip() or "default"
+        self.worker = create_worker(
+            _segment, jobs, model, self.device.currentText(), options, self._stop, _start_thread=False
+        )
+        self.worker.yielded.connect(self._on_update)
+        self.worker.returned.connect(self._on_done)
+        self.worker.errored.connect(lambda e: self._fail(str(e)))
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText("loading the model…")
+        self.worker.start()
+        return self.worker
+
+    def stop(self) -> None:
+        """Ask the run to end at its next step."""
+        self._stop.set()
+        self.status.setText("stopping…")
+
+    def _jobs(self) -> list[Job]:
+        output = self.output.text().strip()
+        if not output:
+            raise ValueError("choose an output: labels.zarr, labels.tif, or a folder for several inputs")
+        if self.source.currentIndex() > 0:
+            jobs = [Job(self._layer_stack(self.source.currentText()), Path(output))]
+        else:
+            inputs = [p.strip() for p in self.inputs.text().split(";") if p.strip()]
+            if not inputs:
+                raise ValueError("choose TIFF files or a folder, or an image layer")
+            jobs = plan_jobs(inputs, output)
+            if any(job.output.parent == Path(output) for job in jobs):
+                Path(output).mkdir(exist_ok=True)
+        for job in jobs:
+            check_writable(job)
+        return jobs
+
+    def _layer_stack(self, name: str) -> Stack:
+        """A layer's data as a stack: in-memory arrays are copied (the worker must not see edits), lazy ones not."""
+        layer = self.viewer.layers[name]
+        data = layer.data
+        if isinstance(data, np.ndarray) and not isinstance(data, np.memmap):
+            data = data.copy()
+        axes = (layer.metadata or {}).get("axes")
+        if not axes or len(axes) != data.ndim:
+            axes = guess_axes(data.shape)
+        spatial = [a for a in axes if a not in "CS"]
+        scale = {a: float(s) for a, s in zip(spatial, layer.scale) if a in "ZYX"}
+        return Stack(data, axes, scale)
+
+    def _on_update(self, update: Progress | FileDone) -> None:
+        if isinstance(update, Progress):
+            self.progress.setValue(int(1000 * update.fraction))
+            self.status.setText(f"{update.stage}: {update.done} of {update.total}")
+        elif update.error is not None:
+            show_warning(f"napari-unet: {update.job.name} failed: {update.error}")
+        else:
+            self._open(update.job.output)
+
+    def _on_done(self, report: BatchReport | None) -> None:
+        if report is None:
+            self.status.setText("stopped; Run again resumes zarr outputs of files")
+        elif report.failed:
+            self._fail(describe(report))
+        else:
+            self.status.setText(f"done: {len(report.written)} written")
+            show_info(f"napari-unet: {len(report.written)} labels written")
+
+    def _on_finished(self) -> None:
+        self.run_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+
+    def _fail(self, message: str) -> None:
+        self.status.setText(message)
+        show_error(f"napari-unet: {message}")
+
+    def _open(self, path: Path) -> None:
+        """Add the labels at ``path`` as a layer that reads planes from the file as they are shown."""
+        if path.suffix.lower() == ".zarr":
+            data, attrs = open_labels(path)
+            axes, scale = attrs["axes"], attrs.get("scale") or {}
+        else:
+            stack = read_stack(path, lazy=True, memmap=False)
+            data, axes, scale = stack.data, stack.axes, stack.scale
+        self.viewer.add_labels(data, name=path.stem, scale=[scale.get(a, 1.0) for a in axes], metadata={"axes": axes})
+
+    def _refresh_layers(self, event=None) -> None:
+        current = self.source.currentText()
+        self.source.clear()
+        self.source.addItem(FILES)
+        self.source.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)])
+        index = self.source.findText(current)
+        self.source.setCurrentIndex(max(index, 0))
+
+    def _choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "TIFF files", "", "TIFF (*.tif *.tiff)")
+        if files:
+            self.inputs.setText("; ".join(files))
+            self.source.setCurrentIndex(0)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of TIFF files")
+        if folder:
+            self.inputs.setText(folder)
+            self.source.setCurrentIndex(0)
+
+    def _choose_output(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Labels", "labels.zarr", "zarr store (*.zarr);;TIFF (*.tif)")
+        if path:
+            self.output.setText(path)
+
+    def _choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model", "", "napari-unet model (*.safetensors)")
+        if path:
+            self.model.setText(path)
+
+
+def _segment(
+    jobs: list[Job], model: str, device: str, options: BatchOptions, stop: threading.Event
+) -> Generator[Progress | FileDone, None, BatchReport | None]:
+    """Runs in the worker: load the model, segment every job; returns None when stopped."""
+    segmenter = Segmenter(as_model(model), device=device)
+    gen = iter_segment_files(jobs, segmenter, options)
+    try:
+        while True:
+            try:
+                update = next(gen)
+            except StopIteration as done:
+                return done.value
+            if stop.is_set():
+                return None
+            yield update
+    finally:
+        gen.close()  # ends the run where it stands: a partial TIFF is dropped, zarr planes are kept
+
+
+def _with_buttons(edit: QLineEdit, *buttons) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit)
+    for text, slot in buttons:
+        button = QPushButton(text)
+        button.clicked.connect(slot)
+        layout.addWidget(button)
+    return row

@@ -1,0 +1,102 @@
+"""The Batch widget on a real viewer: files and layers in, lazy Labels layers out, Stop, and bad choices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+import napari_unet
+from napari_unet.cli import main
+from napari_unet.core.labels_store import PartialStore, partial_path
+from napari_unet.plugin.batch_widget import BatchWidget
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = BatchWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return widget
+
+
+def _run_to_the_end(widget, qtbot):
+    worker = widget.run()
+    assert worker is not None, widget.status.text()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    return worker
+
+
+def test_the_widget_is_offered_by_the_plugin_manifest():
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution("napari-unet")
+    assert "Batch" in [w.display_name for w in manifest.contributions.widgets]
+
+
+def test_a_stack_file_is_segmented_into_zarr_and_opened_lazily_as_labels(widget, qtbot, tmp_path, rng, model_file):
+    stack = tmp_path / "s.tif"
+    tifffile.imwrite(stack, rng.integers(0, 4000, (3, 40, 48), dtype=np.uint16), photometric="minisblack")
+    widget.inputs.setText(str(stack))
+    widget.output.setText(str(tmp_path / "s.zarr"))
+    widget.model.setText(str(model_file))
+    widget.device.setCurrentText("cpu")
+    widget.min_size.setValue(1)
+    _run_to_the_end(widget, qtbot)
+    layer = widget.viewer.layers["s"]
+    assert layer._type_string == "labels"
+    assert isinstance(layer.data, zarr.Array) and layer.data.shape == (3, 40, 48)
+    cli = tmp_path / "cli.zarr"
+    # The model's own overlap, 16 pixels, is a quarter of its 64-pixel tile.
+    assert main(["segment", str(stack), "-o", str(cli), "--model", str(model_file), "--min-size", "1"]) == 0
+    labels = zarr.open_array(cli / "0")[...]
+    assert labels.max() > 0
+    np.testing.assert_array_equal(layer.data[...], labels)
+    assert widget.status.text().startswith("done")
+
+
+def test_an_image_layer_is_segmented_into_a_tiff(widget, qtbot, tmp_path, rng, model, model_file):
+    data = rng.integers(0, 4000, (2, 36, 40), dtype=np.uint16)
+    widget.viewer.add_image(data, name="cells")
+    widget.source.setCurrentText("cells")
+    widget.output.setText(str(tmp_path / "cells_labels.tif"))
+    widget.model.setText(str(model_file))
+    widget.stitch_z.setValue(0.5)
+    widget.min_size.setValue(1)
+    _run_to_the_end(widget, qtbot)
+    expected = napari_unet.segment(data, model, axes="ZYX", stitch_z=0.5, min_size=1)
+    assert expected.max() > 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "cells_labels.tif"), expected)
+    assert np.asarray(widget.viewer.layers["cells_labels"].data[...]).shape == (2, 36, 40)
+
+
+def test_stop_ends_the_run_and_a_rerun_resumes_the_zarr_store(widget, qtbot, tmp_path, rng, model_file):
+    stack = tmp_path / "long.tif"
+    tifffile.imwrite(stack, rng.integers(0, 4000, (30, 64, 64), dtype=np.uint16), photometric="minisblack")
+    out = tmp_path / "long.zarr"
+    widget.inputs.setText(str(stack))
+    widget.output.setText(str(out))
+    widget.model.setText(str(model_file))
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        worker.yielded.connect(lambda update: getattr(update, "fraction", 1.0) >= 0.1 and widget.stop())
+    assert widget.status.text().startswith("stopped")
+    assert not out.exists()
+    pending = PartialStore(partial_path(out)).pending()
+    assert 0 < len(pending) < 30
+    _run_to_the_end(widget, qtbot)
+    assert out.exists() and widget.viewer.layers["long"].data.shape == (30, 64, 64)
+
+
+def test_a_bad_choice_is_shown_and_starts_nothing(widget, tmp_path, rng, model_file):
+    stack = tmp_path / "s.tif"
+    tifffile.imwrite(stack, rng.integers(0, 4000, (40, 48), dtype=np.uint16))
+    widget.inputs.setText(str(stack))
+    widget.output.setText(str(tmp_path / "missing" / "s.zarr"))
+    assert widget.run() is None
+    assert "does not exist" in widget.status.text()
+    assert widget.run_button.isEnabled()
