@@ -14,7 +14,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_tiling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=positive_int, default=None, help="tile side in pixels (default: the model's)")
-    parser.add_argument("--overlap", type=fraction, default=0.25, help="overlap between tiles, in [0, 1) (default 0.25)")
+    parser.add_argument(
+        "--overlap",
+        type=overlap,
+        default=None,
+        help="what adjacent tiles share: a fraction of the tile below 1, or pixels from 1 up (default: the model's)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=4, help="tiles per forward pass (default 4)")
 
 
@@ -28,13 +33,13 @@ def positive_int(text: str) -> int:
     return value
 
 
-def fraction(text: str) -> float:
+def overlap(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+        raise argparse.ArgumentTypeError(f"expected a fraction below 1 or whole pixels, got {text!r}") from None
+    if value < 0 or (value >= 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) or whole pixels, got {value}")
     return value
 
 

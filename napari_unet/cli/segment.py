@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core.batch import FORMATS, BatchOptions, FileDone, check_writable, describe, iter_segment_files, plan_jobs
 from ..core.cluster import parse_scheduler
 from ..core.inference import Segmenter, as_model
-from ..core.progress import Progress, run
+from ..core.progress import Notice, Progress, run
 from .options import add_model_options, add_tiling_options, channel_list, object_size, positive_int
 from .progressbar import ProgressBar
 
@@ -102,13 +102,16 @@ class _Report:
         self._bar: ProgressBar | None = None
         self._stage: str | None = None
 
-    def update(self, update: Progress | FileDone) -> None:
+    def update(self, update: Progress | Notice | FileDone) -> None:
         if isinstance(update, FileDone):
             self._close()
             if update.error is None:
                 print(f"{update.job.input} -> {update.job.output}", file=sys.stderr)
             else:
                 print(f"napari-unet: error: {' '.join(update.error.split())}", file=sys.stderr)
+            return
+        if isinstance(update, Notice):  # e.g. a fallback to smaller tiles
+            print(f"napari-unet: {update.message}", file=sys.stderr)
             return
         if update.stage != self._stage:
             self._close()
