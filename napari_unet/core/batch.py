@@ -42,7 +42,7 @@ from .labels_store import PartialStore, complete_store, drop_scratch, is_done
 from .model import Model
 from .progress import Progress
 from .stack_ids import StackIds
-from .stack_io import CheckedArray, LabelsTiffWriter, Stack, read_stack, tiff_files
+from .stack_io import CheckedArray, LabelsTiffWriter, Stack, expand, read_stack
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIX = ".zarr"
@@ -148,17 +148,7 @@ def plan_jobs(
     """
     if format is not None and format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = tiff_files(item)
-            if not found:
-                raise NapariUNetError(f"no .tif/.tiff files in folder {item}")
-            files.extend(found)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {item}")
+    files = expand(inputs)
     output = Path(output)
     single = len(files) == 1 and not any(Path(i).is_dir() for i in inputs)
     if single and (not output.is_dir() or output.suffix.lower() == ZARR_SUFFIX):

@@ -55,7 +55,8 @@ from .postprocess import foreground_probability
 from .progress import Progress, run
 from .stack_io import read_stack
 from .targets import semantic_targets
-from .training.files import expand, pair
+from .stack_io import expand
+from .training.files import pair
 
 BASELINES = ("otsu",)
 BETA2 = 0.3

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .errors import StackFileError
+from .errors import NapariUNetError, StackFileError
 from .files import atomic_path
 
 LAZY_BYTES = 256 * 2**20
@@ -312,6 +312,22 @@ class LabelsTiffWriter:
 
 class _Aborted(Exception):
     """The caller stopped writing before the stack was complete."""
+
+
+def expand(paths) -> list[Path]:
+    """Files as given, folders replaced by their TIFF files (sorted); missing paths and empty folders refused."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = tiff_files(p)
+            if not found:
+                raise NapariUNetError(f"no .tif/.tiff files in folder {p}")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    return out
 
 
 def tiff_files(folder: str | os.PathLike) -> list[Path]:

@@ -11,27 +11,11 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import NapariUNetError
-from ..stack_io import read_stack, tiff_files
+from ..stack_io import expand, read_stack
 from ..targets import object_diameters
 from .data import Sample, make_samples
 
 LABEL_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask", "_seg")
-
-
-def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders replaced by their TIFF files (sorted)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = tiff_files(p)
-            if not found:
-                raise NapariUNetError(f"no .tif/.tiff files in folder {p}")
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-    return out
 
 
 def pair(images: list[Path], others: list[Path], what: str) -> list[Path]:
