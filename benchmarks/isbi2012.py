@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads of each run")
     p.add_argument("--work", type=Path, help="folder for data, models and logs (default: a temporary one)")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "seeds.md")
+    p.add_argument("--section", default="isbi2012", help="the marked section of --doc to write")
     args = p.parse_args(argv)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="isbi2012-"))
@@ -99,8 +100,8 @@ def main(argv=None) -> int:
         rows.append((name, arch, patch, batch, provenance["steps"], params, pooled))
     table = render(rows, args, trained)
     print(table)
-    replace_section(args.doc, "isbi2012", table)
-    print(f"wrote the isbi2012 section of {args.doc}; data, models and logs in {work}")
+    replace_section(args.doc, args.section, table)
+    print(f"wrote the {args.section} section of {args.doc}; data, models and logs in {work}")
     return 0
 
 

@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads of each run")
     p.add_argument("--work", type=Path, help="folder for data, models and logs (default: a temporary one)")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "seeds.md")
+    p.add_argument("--section", default="u2netp-dsb2018", help="the marked section of --doc to write")
     args = p.parse_args(argv)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="u2netp-dsb2018-"))
@@ -111,8 +112,8 @@ def main(argv=None) -> int:
     columns.append(("Otsu + watershed", None, None, None, baseline))
     table = render(columns, args, len(train_ids), len(test_ids), trained)
     print(table)
-    replace_section(args.doc, "u2netp-dsb2018", table)
-    print(f"wrote the u2netp-dsb2018 section of {args.doc}; data, models and logs in {work}")
+    replace_section(args.doc, args.section, table)
+    print(f"wrote the {args.section} section of {args.doc}; data, models and logs in {work}")
     return 0
 
 
