@@ -41,7 +41,7 @@ test: env system-deps
 # With a display: napari opens with the widgets and a sample that the default model segments.
 # Without one: the same runs under Xvfb and what napari shows is saved to run.png.
 run: env system-deps
-	@if [ -n "$$DISPLAY" ] || [ -n "$$WAYLAND_DISPLAY" ]; then $(PY) -m napari_unet.demo; else \
+	@if [ -n "$$DISPLAY" ] || [ -n "$$WAYLAND_DISPLAY" ]; then $(PY) -m napari_unet.plugin.demo; else \
 		echo "No display here: running napari under Xvfb and saving the window to run.png"; \
 		echo "(on a machine with a display, make run opens the viewer itself)"; \
 		$(XVFB) $(PY) docs/screenshot.py --model default -o run.png; fi

@@ -1,11 +1,11 @@
 """napari-unet: U-Net segmentation of your own cells, in napari and on the command line.
 
-Public API::
+Public API:
 
-    import napari_unet
-    model = napari_unet.load_model("default")   # or a model file
-    labels = napari_unet.segment(image, model)  # instance labels
-    prob = napari_unet.predict(image, model)    # class probabilities
+>>> import napari_unet
+>>> model = napari_unet.load_model("default")   # or a model file
+>>> labels = napari_unet.segment(image, model)  # instance labels
+>>> prob = napari_unet.predict(image, model)    # class probabilities
 """
 
 from .core.config import ModelConfig
