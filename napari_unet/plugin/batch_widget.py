@@ -22,14 +22,11 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -49,6 +46,7 @@ from ..core.inference import Segmenter, as_model
 from ..core.labels_store import open_labels
 from ..core.progress import Progress
 from ..core.stack_io import Stack, read_stack
+from .form import action_buttons, column, form, message_label, row
 
 FILES = "TIFF files or folder (below)"
 
@@ -82,33 +80,28 @@ class BatchWidget(QWidget):
         self.stitch_z.setToolTip("link objects of consecutive z planes whose overlap (IoU) is above this")
         self.device = QComboBox()
         self.device.addItems(DEVICE_CHOICES)
-        self.run_button = QPushButton("Run")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
+        self.run_button, self.stop_button = action_buttons("Run")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-
-        form = QFormLayout()
-        form.addRow("Input", self.source)
+        self.status = message_label()
         files = _with_buttons(self.inputs, ("Files…", self._choose_files), ("Folder…", self._choose_folder))
-        form.addRow("", files)
-        form.addRow("Output", _with_buttons(self.output, ("…", self._choose_output)))
-        form.addRow("Model", _with_buttons(self.model, ("…", self._choose_model)))
-        form.addRow("Labels", self.labels)
-        form.addRow("Smallest object", self.min_size)
-        form.addRow("Link across z", self.stitch_z)
-        form.addRow("Device", self.device)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addStretch()
+        column(
+            self,
+            form(
+                ("Input", self.source),
+                ("", files),
+                ("Output", _with_buttons(self.output, ("…", self._choose_output))),
+                ("Model", _with_buttons(self.model, ("…", self._choose_model))),
+                ("Labels", self.labels),
+                ("Smallest object", self.min_size),
+                ("Link across z", self.stitch_z),
+                ("Device", self.device),
+            ),
+            row(self.run_button, self.stop_button),
+            self.progress,
+            self.status,
+            stretch=True,
+        )
 
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)

@@ -15,18 +15,16 @@ from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..core.label_edit import centroid, merge_labels, object_ids, relabel_sequential, remove_small_objects, step_object
+from .form import column, form, message_label, row
 from .layers import write_undoable
 
 
@@ -55,14 +53,9 @@ class LabelToolsWidget(QWidget):
             spin.setRange(1, 2**31 - 1)
         self.merge_button = QPushButton("Merge")
         self.relabel_button = QPushButton("Renumber objects 1..n")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = message_label()
 
-        top = QFormLayout()
-        top.addRow("labels", self.layer_combo)
-        navigate = QHBoxLayout()
-        navigate.addWidget(self.previous_button)
-        navigate.addWidget(self.next_button)
+        navigate = row(self.previous_button, self.next_button)
         edit = QGridLayout()
         edit.addWidget(QLabel("smaller than (px)"), 0, 0)
         edit.addWidget(self.min_size_spin, 0, 1)
@@ -77,11 +70,7 @@ class LabelToolsWidget(QWidget):
         objects.setLayout(navigate)
         edits = QGroupBox("Edit the whole layer (undo with Ctrl+Z)")
         edits.setLayout(edit)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(objects)
-        layout.addWidget(edits)
-        layout.addWidget(self.status)
+        column(self, form(("labels", self.layer_combo)), objects, edits, self.status)
 
         self.previous_button.clicked.connect(lambda: self.go_to_object(-1))
         self.next_button.clicked.connect(lambda: self.go_to_object(1))

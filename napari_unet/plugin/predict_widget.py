@@ -27,13 +27,8 @@ from qtpy.QtCore import QSettings, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
     QMessageBox,
-    QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -43,6 +38,7 @@ from ..core.errors import NapariUNetError
 from ..core.inference import check_output
 from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
 from ..core.progress import Notice, Progress
+from .form import action_buttons, column, form, message_label, row
 from .layers import (
     fingerprint,
     image_array,
@@ -117,27 +113,22 @@ class PredictWidget(QWidget):
             f"Largest tile side in pixels. auto: the model's own on a GPU, at most {CPU_TILE} on the CPU "
             "(short steps, so Stop is quick)."
         )
-        self.run_button = QPushButton("Run")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-
-        form = QFormLayout()
-        form.addRow("image", self.image_combo)
-        form.addRow("model", self.model_combo)
-        form.addRow("output", self.output_combo)
-        form.addRow("into", self.target_combo)
-        form.addRow("planes", self.scope_combo)
-        form.addRow("device", self.device_combo)
-        form.addRow("tile", self.tile_spin)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
+        self.run_button, self.stop_button = action_buttons("Run")
+        self.status = message_label()
+        column(
+            self,
+            form(
+                ("image", self.image_combo),
+                ("model", self.model_combo),
+                ("output", self.output_combo),
+                ("into", self.target_combo),
+                ("planes", self.scope_combo),
+                ("device", self.device_combo),
+                ("tile", self.tile_spin),
+            ),
+            row(self.run_button, self.stop_button),
+            self.status,
+        )
 
         self._fill_devices()
         self._fill_models()

@@ -37,14 +37,11 @@ from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -58,6 +55,7 @@ from ..core.training.project import default_project_folder, load_project
 from ..core.training.review import DEFAULT_MARGIN, ChangedPixels
 from ..core.training.trainer import warm_up
 from . import predict_widget
+from .form import action_buttons, column, form, message_label, row
 from .layers import (
     PREDICTED,
     fingerprint,
@@ -231,64 +229,45 @@ class TrainWidget(QWidget):
         self.project_edit.setPlaceholderText("~/napari-unet-projects/<image name>")
         self.project_button = QPushButton("...")
         self.load_button = QPushButton("Load project")
-        self.train_button = QPushButton("Train")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
+        self.train_button, self.stop_button = action_buttons("Train")
         self.plot = TrainPlot()
         self.progress_label = QLabel("")
-        self.verdict_label = QLabel("")
-        self.verdict_label.setWordWrap(True)
+        self.verdict_label = message_label()
         self.versions_list = QListWidget()
         self.versions_list.setMaximumHeight(90)
         self.predict_button = QPushButton("Predict with version")
         self.save_button = QPushButton("Save version...")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-
-        form = QFormLayout()
-        form.addRow("image", self.image_combo)
-        form.addRow("corrected labels", self.labels_combo)
-        form.addRow("reviewed", self.reviewed_combo)
-        form.addRow("shapes", self.shapes_combo)
-        form.addRow("margin", self.margin_spin)
-        form.addRow("planes", self.scope_combo)
-        pair_buttons = QHBoxLayout()
-        pair_buttons.addWidget(self.add_button)
-        pair_buttons.addWidget(self.remove_button)
-        form.addRow(pair_buttons)
-        form.addRow("training set", self.pairs_list)
-        form.addRow("start from", self.model_combo)
-        length = QHBoxLayout()
-        length.addWidget(self.length_spin)
-        length.addWidget(self.unit_combo)
-        form.addRow("length", length)
-        project = QHBoxLayout()
-        project.addWidget(self.project_edit)
-        project.addWidget(self.project_button)
-        project.addWidget(self.load_button)
-        form.addRow("project", project)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.stop_button)
-        version_buttons = QHBoxLayout()
-        version_buttons.addWidget(self.predict_button)
-        version_buttons.addWidget(self.save_button)
+        self.status = message_label()
         # Labels that change while training keep their size: a growing label would resize the dock,
         # and with it the canvas, which napari then redraws (slow without a GPU).
         lines = self.fontMetrics().lineSpacing()
         self.progress_label.setFixedHeight(lines + 4)
         self.verdict_label.setMinimumHeight(2 * lines + 4)
         self.status.setMinimumHeight(3 * lines + 4)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.plot)
-        layout.addWidget(self.progress_label)
-        layout.addWidget(self.verdict_label)
-        layout.addWidget(QLabel("model versions"))
-        layout.addWidget(self.versions_list)
-        layout.addLayout(version_buttons)
-        layout.addWidget(self.status)
+        column(
+            self,
+            form(
+                ("image", self.image_combo),
+                ("corrected labels", self.labels_combo),
+                ("reviewed", self.reviewed_combo),
+                ("shapes", self.shapes_combo),
+                ("margin", self.margin_spin),
+                ("planes", self.scope_combo),
+                row(self.add_button, self.remove_button),
+                ("training set", self.pairs_list),
+                ("start from", self.model_combo),
+                ("length", row(self.length_spin, self.unit_combo)),
+                ("project", row(self.project_edit, self.project_button, self.load_button)),
+            ),
+            row(self.train_button, self.stop_button),
+            self.plot,
+            self.progress_label,
+            self.verdict_label,
+            QLabel("model versions"),
+            self.versions_list,
+            row(self.predict_button, self.save_button),
+            self.status,
+        )
 
         self._fill_models()
         self.refresh_choices()
