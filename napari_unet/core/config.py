@@ -75,6 +75,18 @@ class NormalizationConfig(_Strict):
         return self
 
 
+class ThresholdsConfig(_Strict):
+    """How an instances model's probabilities become objects (see :func:`~napari_unet.core.postprocess.instance_labels`).
+
+    Training tunes them on its validation data (as StarDist tunes its
+    probability and overlap thresholds), since how sure a network is of its
+    interiors and boundaries depends on how far it was trained.
+    """
+
+    interior: float = Field(0.5, gt=0.0, lt=1.0, description="interior probability above which a pixel seeds an object")
+    foreground: float = Field(0.5, gt=0.0, lt=1.0, description="1 - P(background) above which a pixel is in an object")
+
+
 class ModelConfig(_Strict):
     """Everything about a model except its weights.
 
@@ -94,6 +106,7 @@ class ModelConfig(_Strict):
     object_size: float | None = Field(
         None, gt=0, description="typical object diameter (pixels) in the training data, for rescaling"
     )
+    thresholds: ThresholdsConfig = ThresholdsConfig()
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -122,7 +122,7 @@ class Segmenter:
 
     def _label_crop(self, x: np.ndarray) -> np.ndarray:
         prob = run(predict_tiles(x, self.predictor, batch_size=self.batch_size, **self._tiling(x.shape[1:])))
-        return instance_labels(prob)
+        return instance_labels(prob, thresholds=self.model.config.thresholds)
 
     @property
     def device(self) -> torch.device:
@@ -201,7 +201,7 @@ class Segmenter:
         """Labels ``(Y, X)`` from probabilities ``(K, Y, X)``."""
         if output == "instances":
             check_output(self.model, output)
-            return instance_labels(prob, min_size=min_size)
+            return instance_labels(prob, thresholds=self.model.config.thresholds, min_size=min_size)
         if output == "semantic":
             return semantic_labels(prob)
         raise ValueError(f"output must be 'instances' or 'semantic', got {output!r}")

@@ -15,6 +15,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 
+from .config import ThresholdsConfig
+
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 
 
@@ -56,8 +58,7 @@ def foreground_probability(prob: np.ndarray) -> np.ndarray:
 def instance_labels(
     prob: np.ndarray,
     *,
-    interior_threshold: float = 0.5,
-    foreground_threshold: float = 0.5,
+    thresholds: ThresholdsConfig = ThresholdsConfig(),
     min_size: int = 10,
 ) -> np.ndarray:
     """Instance labels from background / interior / boundary probabilities.
@@ -66,10 +67,10 @@ def instance_labels(
     ----------
     prob : ndarray of shape (3, Y, X)
         Probabilities of background, interior and boundary.
-    interior_threshold : float
-        Interior probability above which a pixel seeds an object.
-    foreground_threshold : float
-        ``1 - P(background)`` above which a pixel belongs to some object.
+    thresholds : ThresholdsConfig
+        ``interior``: interior probability above which a pixel seeds an object;
+        ``foreground``: ``1 - P(background)`` above which a pixel belongs to
+        some object. A model's own are in its ``config.thresholds``.
     min_size : int
         Objects (and seeds) smaller than this many pixels are dropped.
 
@@ -81,8 +82,8 @@ def instance_labels(
     if prob.ndim != 3 or prob.shape[0] != 3:
         raise ValueError(f"expected (3, Y, X) background/interior/boundary probabilities, got shape {prob.shape}")
     interior = prob[INTERIOR]
-    foreground = prob[BACKGROUND] < 1.0 - foreground_threshold
-    seeds, _ = ndi.label(interior > interior_threshold)
+    foreground = prob[BACKGROUND] < 1.0 - thresholds.foreground
+    seeds, _ = ndi.label(interior > thresholds.interior)
     seeds = _drop_small(seeds, max(1, min_size // 2))
     labels = watershed(-interior, markers=seeds, mask=foreground | (seeds > 0))
     labels = _drop_small(labels, min_size)

@@ -64,6 +64,9 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig = AugmentConfig()
     val_every: int = Field(50, ge=1)
     val_fraction: float = Field(0.2, ge=0, lt=1)
+    tune_thresholds: bool = Field(
+        True, description="instances: choose the post-processing thresholds on the validation data at the end"
+    )
     seed: int = 0
     amp: bool = Field(True, description="mixed precision on CUDA")
 

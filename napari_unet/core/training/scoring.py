@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, ThresholdsConfig
 from ..metrics import InstanceCounts, match_instances, mean_iou
 from ..inference import Segmenter
 from ..model import Model
@@ -36,29 +36,50 @@ class Score:
         return f"{self.name} {self.value:.3f}"
 
 
-def score(network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu") -> Score:
-    """Score ``network`` (in eval mode, on a copy) on ``samples``."""
+@dataclass(frozen=True)
+class Prediction:
+    """A validation sample's probabilities and truth, cropped to its reviewed region plus context."""
+
+    prob: np.ndarray
+    labels: np.ndarray
+    reviewed: np.ndarray
+    target: np.ndarray
+
+
+def predict_samples(network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu") -> list[Prediction]:
+    """Run ``network`` (in eval mode, on a copy) over each sample's reviewed region."""
     if not samples:
         raise ValueError("no validation samples to score on")
     segmenter = Segmenter(Model(network, config), device=device, object_size=None)
-    counts = None
-    ious = []
+    predictions = []
     for s in samples:
         segmenter.scale = s.zoom  # the sample's own object size is known: no estimate
         window = _reviewed_box(s.reviewed)
         prob = run(segmenter.iter_normalized(s.image[(slice(None), *window)]))
-        labels, reviewed = s.labels[window], s.reviewed[window]
-        if config.task == "instances":
-            c = match_instances(instance_labels(prob), labels, ignore=~reviewed)
-            counts = c if counts is None else counts + c
-        else:
-            truth = s.target[window]  # class ids (two classes: nonzero labels are foreground), ignored outside
-            ious.append(mean_iou(semantic_labels(prob), truth, num_classes=config.num_classes))
+        predictions.append(Prediction(prob, s.labels[window], s.reviewed[window], s.target[window]))
+    return predictions
+
+
+def score_predictions(
+    predictions: list[Prediction], config: ModelConfig, thresholds: ThresholdsConfig | None = None
+) -> Score:
+    """Score predictions; instances are made with ``thresholds`` (the model's own by default)."""
     if config.task == "instances":
+        counts = None
+        for p in predictions:
+            labels = instance_labels(p.prob, thresholds=thresholds or config.thresholds)
+            c = match_instances(labels, p.labels, ignore=~p.reviewed)
+            counts = c if counts is None else counts + c
         assert isinstance(counts, InstanceCounts)
-        ap = counts.average_precision
-        return Score(float(ap[0]), "AP@0.5", counts.as_dict())
+        return Score(float(counts.average_precision[0]), "AP@0.5", counts.as_dict())
+    # class ids (two classes: nonzero labels are foreground), ignored outside the review
+    ious = [mean_iou(semantic_labels(p.prob), p.target, num_classes=config.num_classes) for p in predictions]
     return Score(float(np.nanmean(ious)), "mean IoU", {"mean_iou_per_sample": [float(v) for v in ious]})
+
+
+def score(network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu") -> Score:
+    """Score ``network`` (in eval mode, on a copy) on ``samples``."""
+    return score_predictions(predict_samples(network, samples, config, device=device), config)
 
 
 def _reviewed_box(reviewed: np.ndarray) -> tuple[slice, slice]:

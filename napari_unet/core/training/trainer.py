@@ -12,6 +12,11 @@ the run still returns a :class:`TrainResult` with the best model so far.
 fine-tuned model is adopted only if its best validation score beats the
 parent's. Otherwise ``result.model`` is the parent and ``result.improved`` is
 False, so a bad fine-tune (say, on wrong labels) is reported, not kept.
+
+Instances models then get post-processing thresholds tuned on the validation
+data (:mod:`.thresholds`) at the end of a run that was not stopped; when they
+are, the parent's are tuned on the same data too, so the two are compared on
+equal terms.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from ..model import Model
 from ..weightmap import unet_weight_map
 from .config import TrainConfig
 from .data import PatchSampler, Sample
-from .scoring import Score, score
+from .scoring import Prediction, Score, predict_samples, score_predictions
+from .thresholds import tune_thresholds
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,10 @@ class Trainer:
     def run(self) -> Generator[TrainUpdate, None, TrainResult]:
         """Train; yield a :class:`TrainUpdate` per step; return the :class:`TrainResult`."""
         cfg = self.config
-        parent_score = self._score() if self.parent is not None and self.val_samples else None
+        parent_predictions = None
+        if self.parent is not None and self.val_samples:
+            parent_predictions = self._predict(self.parent.network)
+        parent_score = score_predictions(parent_predictions, self.model_config) if parent_predictions else None
         best_score, best_state = None, None
         optimizer = self._optimizer()
         use_amp = cfg.amp and self.device.type == "cuda"
@@ -165,7 +174,13 @@ class Trainer:
             best_state = self.network.state_dict()
             if self.val_samples and step:
                 best_score = self._score()
+        # A stopped run returns at once: tuning would keep the user waiting seconds after Stop.
+        tune = self._tunes_thresholds() and step > 0 and not self._stop
+        if tune and parent_predictions:
+            parent_score = max(parent_score, tune_thresholds(parent_predictions, self.model_config)[1], key=_value)
         finetuned = self._model_from(best_state, step, time.perf_counter() - start, best_score, parent_score)
+        if tune:
+            finetuned, best_score = self._tuned(finetuned, best_score)
         improved = _improved(parent_score, best_score, has_parent=self.parent is not None)
         adopted = finetuned if (improved or self.parent is None or improved is None) else self.parent
         self.result = TrainResult(
@@ -257,8 +272,24 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = lr
 
+    def _predict(self, network: torch.nn.Module) -> list[Prediction]:
+        return predict_samples(network, self.val_samples, self.model_config, device=self.device)
+
     def _score(self) -> Score:
-        return score(self.network, self.val_samples, self.model_config, device=self.device)
+        return score_predictions(self._predict(self.network), self.model_config)
+
+    def _tunes_thresholds(self) -> bool:
+        return self.config.tune_thresholds and self.model_config.task == "instances" and bool(self.val_samples)
+
+    def _tuned(self, model: Model, score: Score | None) -> tuple[Model, Score | None]:
+        """``model`` with the thresholds that score best on the validation data, and that score."""
+        thresholds, tuned = tune_thresholds(self._predict(model.network), model.config)
+        if score is not None and tuned.value <= score.value:
+            return model, score
+        provenance = dict(model.config.provenance, thresholds_tuned=thresholds.model_dump())
+        provenance["validation"] = {"score": tuned.value, "metric": tuned.name}
+        config = model.config.model_copy(update={"thresholds": thresholds, "provenance": provenance})
+        return Model(model.network, config), tuned
 
     def _model_from(self, state, steps: int, seconds: float, best: Score | None, parent: Score | None) -> Model:
         network = copy.deepcopy(self.network).cpu()
@@ -278,6 +309,10 @@ class Trainer:
             else None,
         }
         return Model(network, self.model_config.model_copy(update={"provenance": provenance}))
+
+
+def _value(score: Score) -> float:
+    return score.value
 
 
 def _improved(parent: Score | None, best: Score | None, *, has_parent: bool) -> bool | None:
