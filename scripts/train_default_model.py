@@ -1,7 +1,7 @@
 """Rebuild the shipped default nuclei model from DSB 2018 with the project's own training code.
 
     make default-model                      # the recipe, as shipped
-    python scripts/train_default_model.py --minutes 60 --out napari_unet/models/default_nuclei.safetensors
+    python scripts/train_default_model.py --steps 1000 --out /tmp/try.safetensors
 
 The held-out split (by image id, stratified by the ``modality`` tag of the
 data's index.json, seeded) is written to ``scripts/dsb2018_split.json`` and
@@ -60,7 +60,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "dsb2018")
     p.add_argument("--out", type=Path, default=ROOT / "napari_unet" / "models" / "default_nuclei.safetensors")
-    p.add_argument("--minutes", type=float, default=60.0)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="training steps of --batch-size patches (reproducible)")
+    length.add_argument("--minutes", type=float, help="train for this long instead (default: 60 minutes)")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--object-size", type=float, default=20.0)
@@ -68,8 +70,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    if args.steps is None and args.minutes is None:
+        args.minutes = 60.0
 
     torch.manual_seed(args.seed)
     split = load_split(args.data, 0.15, args.seed)
@@ -87,12 +92,13 @@ def main(argv=None) -> int:
         samples += make_samples(image, labels, config, name=image_id)
     samples = scale_to(samples, args.object_size)
     train_config = TrainConfig(
+        steps=args.steps,
         minutes=args.minutes,
         patch=args.patch,
         batch_size=args.batch_size,
         lr=args.lr,
         loss="ce_dice",
-        val_every=400,
+        val_every=args.val_every,
         val_fraction=0.05,
         seed=args.seed,
         augment=AugmentConfig(scale=(0.7, 1.4), elastic=True, noise=0.05),
@@ -122,7 +128,8 @@ def main(argv=None) -> int:
     final = Model(result.model.network, result.model.config.model_copy(update={"provenance": provenance}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     final.save(args.out)
-    print(f"wrote {args.out}: {result.steps} steps, {result.seconds / 60:.1f} min, validation {result.best_score}")
+    print(f"wrote {args.out}: {result.steps} steps, {result.seconds / 60:.1f} min, validation {result.best_score}, "
+          f"thresholds {final.config.thresholds}")
     return 0
 
 

@@ -144,3 +144,25 @@ def test_the_baseline_is_scored_next_to_the_model(tmp_path, known_output):
     assert list(report["results"]) == ["model", "otsu"]
     assert report["results"]["otsu"]["pooled"]["average_precision"][0] == pytest.approx(1.0)
     assert math.isclose(report["results"]["model"]["pooled"]["average_precision"][-1], 1.0)
+
+
+def test_a_given_object_size_reaches_the_model_as_well_as_the_baseline(tmp_path, monkeypatch):
+    from napari_unet.core.inference import Segmenter
+
+    made = []
+
+    class Recording(Segmenter):
+        def __init__(self, model, **kwargs):
+            super().__init__(model, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(evaluate_module, "Segmenter", Recording)
+    model = Model.from_config(ModelConfig(network={"depth": 1, "width": 2}, object_size=20.0, tile=64, overlap=8))
+    image = np.zeros((32, 32), np.uint8)
+    images, labels = _files(tmp_path, [image], [image.astype(np.uint16)])
+    for given, scale in ((40.0, 0.5), (None, None)):
+        list(evaluate_module.iter_evaluate(model, images, labels, object_size=given, device="cpu"))
+        if given is not None:
+            assert made[-1].scale == pytest.approx(scale)  # input shrunk to the size the model was trained at
+        else:
+            assert made[-1]._auto  # estimated from the image

@@ -27,7 +27,11 @@ def add_parser(sub) -> None:
     add_tiling_options(p)
     p.add_argument("--json", help="write the report (pooled and per image) to this JSON file")
     p.add_argument("--baseline", choices=BASELINES, help="also score the classical baseline (Otsu + watershed)")
-    p.add_argument("--object-size", type=float, help="typical object diameter (px), for the baseline's seeds")
+    p.add_argument(
+        "--object-size",
+        type=float,
+        help="typical object diameter (px), for the model's rescaling and the baseline's seeds (default: estimated)",
+    )
     p.add_argument("--min-size", type=positive_int, default=10, help="drop objects smaller than this (pixels)")
     p.add_argument("--axes", help="axes of the images (default: from the files)")
     p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")

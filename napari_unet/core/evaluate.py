@@ -87,8 +87,10 @@ def iter_evaluate(
     baseline : {"otsu"}, optional
         Also score the classical baseline on the same planes.
     object_size : float, optional
-        Typical object diameter in the images (pixels), for the baseline's
-        seed spacing (by default it measures its own objects).
+        Typical object diameter in the images (pixels): the size the model's
+        input is rescaled from, and the baseline's seed spacing. By default
+        the model estimates it per image and the baseline measures its own
+        objects.
     min_size : int
         Objects smaller than this (pixels) are dropped, by the model's
         post-processing and the baseline alike.
@@ -125,7 +127,7 @@ def iter_evaluate(
     stacks = [read_stack(f) for f in image_files]
     layouts = [plane_layout(s.shape, axes or s.axes, config.network.in_channels, channels) for s in stacks]
     total = sum(layout.n_planes for layout in layouts)
-    segmenter = Segmenter(model, **segmenter_kwargs)
+    segmenter = Segmenter(model, object_size="auto" if object_size is None else object_size, **segmenter_kwargs)
     methods = ["model"] + ([baseline] if baseline else [])
     tally = {m: _InstanceTally() if config.task == "instances" else _SemanticTally(config.class_names) for m in methods}
     done = 0
