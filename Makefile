@@ -51,7 +51,7 @@ bench: env
 
 # Rebuild the shipped default model from ../shared/data/dsb2018 (about 90 minutes on 2 CPU cores).
 default-model: env
-	$(PY) scripts/train_default_model.py --minutes 85
+	$(PY) scripts/train_default_model.py --steps 11000
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
