@@ -76,7 +76,7 @@ class NormalizationConfig(_Strict):
 
 
 class ThresholdsConfig(_Strict):
-    """How an instances model's probabilities become objects (see :func:`~napari_unet.core.postprocess.instance_labels`).
+    """How an instances model's probabilities become objects (:func:`~.postprocess.instance_labels`).
 
     Training tunes them on its validation data (as StarDist tunes its
     probability and overlap thresholds), since how sure a network is of its

@@ -46,7 +46,9 @@ class Prediction:
     target: np.ndarray
 
 
-def predict_samples(network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu") -> list[Prediction]:
+def predict_samples(
+    network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu"
+) -> list[Prediction]:
     """Run ``network`` (in eval mode, on a copy) over each sample's reviewed region."""
     if not samples:
         raise ValueError("no validation samples to score on")
