@@ -11,7 +11,10 @@ a person would: segment a crop, measure the median object, zoom so that
 it matches, and check again (a few iterations on crops of at most
 :data:`CROP` pixels, so the cost does not grow with the image). If nothing is
 found at the native scale, a ladder of zooms is tried and the one that
-finds the most objects of plausible size wins.
+finds the most objects of plausible size wins. Objects far larger than the
+model knows can come out in pieces of about the trained size, which looks
+settled; so a zoom below :data:`GATE`, or one that does not hold up when
+checked at half of it, is searched for again from a much smaller zoom.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ CROP = 512
 TOLERANCE = math.log(1.15)
 LADDER = (0.125, 0.25, 0.5, 2.0, 4.0)
 LIMITS = (1 / 16, 8.0)
+GATE = 1.25  # below this first estimate, look again from a much smaller zoom (see estimate_scale)
 
 
 def rescale(x: np.ndarray, scale: float) -> np.ndarray:
@@ -75,21 +79,45 @@ def estimate_scale(
     float
         Scale factor; 1.0 when no objects are found at any zoom.
     """
-    scale = 1.0
-    for _ in range(iterations):
-        d = median_diameter(label_crop(_crop(x, scale)))
-        if d is None:
-            return _ladder(x, label_crop, object_size)
-        wanted = float(np.clip(scale * object_size / d, *LIMITS))
-        if abs(math.log(wanted / scale)) < TOLERANCE:
-            return wanted
-        scale = wanted
+    scale, _ = _settle(x, label_crop, object_size, 1.0, iterations)
+    if scale is None:
+        return _ladder(x, label_crop, object_size)
+    if scale < GATE or not _holds(x, label_crop, object_size, scale):
+        # Objects much larger than the model knows break into pieces of about the trained size,
+        # which can look settled at a zoom that is still too large; such a zoom does not hold up
+        # at half of it, where the objects come out whole. Objects made too small are found whole
+        # and measured small, which never looks settled. So check again from well below, and
+        # keep the smaller zoom where that one settles.
+        lower, settled = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations)
+        if lower is not None and settled and lower < scale:
+            return lower
     return scale
 
 
-def _crop(x: np.ndarray, scale: float) -> np.ndarray:
-    """The centre of ``x``, rescaled, at most CROP x CROP pixels after rescaling."""
-    side = max(1, int(CROP / scale))
+def _holds(x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object_size: float, scale: float) -> bool:
+    """Whether ``scale`` still looks right from half of it (objects measured there at half the size)."""
+    d = median_diameter(label_crop(_crop(x, scale / 2, CROP // 2)))
+    return d is not None and abs(math.log(object_size / (2 * d))) < 2 * TOLERANCE
+
+
+def _settle(
+    x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object_size: float, scale: float, iterations: int
+) -> tuple[float | None, bool]:
+    """Zoom, measure, re-zoom from ``scale``: the scale reached and whether it stopped moving."""
+    for _ in range(iterations):
+        d = median_diameter(label_crop(_crop(x, scale)))
+        if d is None:
+            return None, False
+        wanted = float(np.clip(scale * object_size / d, *LIMITS))
+        if abs(math.log(wanted / scale)) < TOLERANCE:
+            return wanted, True
+        scale = wanted
+    return scale, False
+
+
+def _crop(x: np.ndarray, scale: float, crop: int = CROP) -> np.ndarray:
+    """The centre of ``x``, rescaled, at most ``crop`` x ``crop`` pixels after rescaling."""
+    side = max(1, int(crop / scale))
     y0 = max(0, (x.shape[1] - side) // 2)
     x0 = max(0, (x.shape[2] - side) // 2)
     return rescale(x[:, y0 : y0 + side, x0 : x0 + side], scale)
