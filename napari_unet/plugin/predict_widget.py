@@ -36,7 +36,7 @@ from ..core.axes import CHANNEL_AXES, plane_layout
 from ..core.devices import DEVICE_CHOICES, available, cpu_cores, resolve_device
 from ..core.errors import NapariUNetError
 from ..core.inference import check_output
-from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
+from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path
 from ..core.progress import Notice, Progress
 from .form import action_buttons, column, form, message_label, row
 from .layers import (
@@ -51,6 +51,7 @@ from .layers import (
     write_undoable,
     writing_prediction,
 )
+from .model_choice import ModelFiles, recent_models, remember_model
 from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
 
 OUTPUTS = {
@@ -63,7 +64,6 @@ OUTPUTS = {
 CPU_TILE = 256
 CHOOSE_FILE = "\0choose"
 NEW_LAYER = "\0new"
-RECENT_MODELS = 5
 PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
 
 
@@ -91,7 +91,7 @@ class PredictWidget(QWidget):
         self._job: Job | None = None
         self._progress = None
         self._progress_shown = 0.0
-        self._models: dict = {}
+        self._model_files = ModelFiles()
         self._written: dict[tuple, int] = {}
         self._last_target: dict[tuple, object] = {}
 
@@ -224,7 +224,7 @@ class PredictWidget(QWidget):
         for name in BUILTIN_MODELS:
             if builtin_model_path(name) is not None:
                 self.model_combo.addItem(f"{name} (shipped)", name)
-        for path in self._recent_models():
+        for path in recent_models(self.settings):
             self.model_combo.addItem(Path(path).name, path)
             self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
         if self.model_combo.count() == 0:
@@ -237,17 +237,12 @@ class PredictWidget(QWidget):
         index = self.model_combo.findData(chosen)
         self.model_combo.setCurrentIndex(index if index >= 0 else 0)
 
-    def _recent_models(self) -> list[str]:
-        recent = self.settings.value("predict/recent_models", []) or []
-        if isinstance(recent, str):  # QSettings gives a lone string for a one-item list
-            recent = [recent]
-        return [p for p in recent if Path(p).is_file()]
-
     def _on_model_activated(self, index: int) -> None:
         if self.model_combo.itemData(index) != CHOOSE_FILE:
             self.settings.setValue("predict/model", self.model_combo.itemData(index))
             return
-        start = str(Path(self._recent_models()[0]).parent) if self._recent_models() else ""
+        recent = recent_models(self.settings)
+        start = str(Path(recent[0]).parent) if recent else ""
         path, _ = QFileDialog.getOpenFileName(
             self, "Choose a napari-unet model", start, f"napari-unet models (*{MODEL_SUFFIX});;All files (*)"
         )
@@ -265,10 +260,7 @@ class PredictWidget(QWidget):
             self._fill_models()
             return False
         if model not in BUILTIN_MODELS:
-            path = str(Path(model).resolve())
-            recent = [path] + [p for p in self._recent_models() if p != path]
-            self.settings.setValue("predict/recent_models", recent[:RECENT_MODELS])
-            model = path
+            model = remember_model(self.settings, model)
         self.settings.setValue("predict/model", model)
         self._fill_models()
         return True
@@ -281,14 +273,7 @@ class PredictWidget(QWidget):
                 f"no model chosen, and this installation has no shipped model ({known}); "
                 "choose a model file (.safetensors) with 'Choose file...'"
             )
-        path = builtin_model_path(choice) if choice in BUILTIN_MODELS else Path(choice)
-        if path is None:
-            raise FileNotFoundError(f"the shipped model {choice!r} is not installed; choose a model file")
-        stat = Path(path).stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        if key not in self._models:
-            self._models = {key: load_model(path)}
-        return self._models[key]
+        return self._model_files.load(choice)
 
     # ---- running -------------------------------------------------------------------------------
 

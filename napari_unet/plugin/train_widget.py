@@ -48,7 +48,7 @@ from qtpy.QtWidgets import (
 from ..core.axes import CHANNEL_AXES, plane_layout
 from ..core.devices import cpu_cores, resolve_device, torch_threads
 from ..core.errors import NapariUNetError
-from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
+from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path
 from ..core.progress import Notice, Progress
 from ..core.training import TrainConfig, TrainResult, TrainUpdate
 from ..core.training.project import default_project_folder, load_project
@@ -70,6 +70,7 @@ from .layers import (
     write_plane,
     writing_prediction,
 )
+from .model_choice import ModelFiles, recent_models, remember_model
 from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
 from .train_job import Prepared, Saved, TrainEntry, TrainJob, train_job
 
@@ -191,7 +192,7 @@ class TrainWidget(QWidget):
         self._pairs_used: list[TrainPair] = []
         self._progress = None
         self._shown = 0.0
-        self._models: dict = {}
+        self._model_files = ModelFiles()
         self._changes: dict[int, tuple[Labels, ChangedPixels]] = {}
         self.pairs: list[TrainPair] = []
         self.versions: list[tuple[str, Model]] = []
@@ -380,12 +381,9 @@ class TrainWidget(QWidget):
         for name in BUILTIN_MODELS:
             if builtin_model_path(name) is not None:
                 self.model_combo.addItem(f"{name} (shipped)", name)
-        recent = self.settings.value("predict/recent_models", []) or []
-        recent = [recent] if isinstance(recent, str) else recent
-        for path in recent:
-            if Path(path).is_file():
-                self.model_combo.addItem(Path(path).name, path)
-                self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
+        for path in recent_models(self.settings):
+            self.model_combo.addItem(Path(path).name, path)
+            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
         self.model_combo.addItem("Choose file...", CHOOSE_FILE)
         wanted = current if current not in (None, CHOOSE_FILE) else self.settings.value("predict/model", "")
         index = self.model_combo.findData(wanted)
@@ -410,10 +408,7 @@ class TrainWidget(QWidget):
             show_error(f"cannot use model {path}: {error}")
             return False
         if path not in BUILTIN_MODELS:
-            path = str(Path(path).resolve())
-            recent = self.settings.value("predict/recent_models", []) or []
-            recent = [recent] if isinstance(recent, str) else recent
-            self.settings.setValue("predict/recent_models", [path] + [p for p in recent if p != path][:4])
+            path = remember_model(self.settings, path)
         self._fill_models()
         self.model_combo.setCurrentIndex(self.model_combo.findData(path))
         return True
@@ -429,14 +424,7 @@ class TrainWidget(QWidget):
                 f"no model to start from: this installation has no shipped model ({', '.join(BUILTIN_MODELS)}); "
                 "choose a model file (.safetensors) under 'start from'"
             )
-        path = builtin_model_path(choice) if choice in BUILTIN_MODELS else Path(choice)
-        if path is None:
-            raise FileNotFoundError(f"the shipped model {choice!r} is not installed; choose a model file")
-        stat = Path(path).stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        if key not in self._models:
-            self._models = {key: load_model(path)}
-        return self._models[key]
+        return self._model_files.load(choice)
 
     def current_model(self) -> Model:
         """The model training starts from (and Predict with version uses)."""
