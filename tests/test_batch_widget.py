@@ -10,6 +10,7 @@ import zarr
 import napari_unet
 from napari_unet.cli import main
 from napari_unet.core.labels_store import PartialStore, partial_path
+from napari_unet.core.model import Model
 from napari_unet.plugin.batch_widget import BatchWidget
 
 pytestmark = pytest.mark.gui
@@ -72,6 +73,25 @@ def test_an_image_layer_is_segmented_into_a_tiff(widget, qtbot, tmp_path, rng, m
     assert expected.max() > 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "cells_labels.tif"), expected)
     assert np.asarray(widget.viewer.layers["cells_labels"].data[...]).shape == (2, 36, 40)
+
+
+def test_the_object_size_field_reaches_the_model_as_the_cli_option_does(widget, qtbot, tmp_path, rng, model):
+    sized = Model(model.network, model.config.model_copy(update={"object_size": 20.0}))
+    model_file = sized.save(tmp_path / "sized.safetensors")
+    stack = tmp_path / "s.tif"
+    tifffile.imwrite(stack, rng.integers(0, 4000, (2, 40, 48), dtype=np.uint16), photometric="minisblack")
+    widget.inputs.setText(str(stack))
+    widget.output.setText(str(tmp_path / "widget.tif"))
+    widget.model.setText(str(model_file))
+    widget.labels.setCurrentText("semantic")
+    widget.object_size.set_object_size(40.0)
+    _run_to_the_end(widget, qtbot)
+    cli = tmp_path / "cli.tif"
+    args = ["segment", str(stack), "--model", str(model_file), "--labels", "semantic"]
+    assert main([*args, "-o", str(cli), "--object-size", "40"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "widget.tif"), tifffile.imread(cli))
+    assert main([*args, "-o", str(tmp_path / "native.tif"), "--object-size", "20"]) == 0
+    assert not np.array_equal(tifffile.imread(cli), tifffile.imread(tmp_path / "native.tif"))
 
 
 def test_stop_ends_the_run_and_a_rerun_resumes_the_zarr_store(widget, qtbot, tmp_path, rng, model_file):

@@ -181,3 +181,26 @@ def test_the_object_size_is_estimated_once_per_image_not_once_per_segmenter(monk
         layout = plane_layout(stack.shape, "ZYX", 1)
         run(iter_labels(layout, stack, seg, lambda index, labels: None))
     assert estimates == [(1, 32, 40), (1, 32, 40)]
+
+
+def test_a_segmenter_set_up_once_can_be_passed_for_the_model_and_tells_its_object_size(monkeypatch):
+    import napari_unet.core.inference as inference
+    from napari_unet import Model, ModelConfig, segment
+    from napari_unet.core.inference import Segmenter
+
+    monkeypatch.setattr(inference, "estimate_scale", lambda x, label_crop, object_size: 0.5)
+    model = Model.from_config(ModelConfig(network={"depth": 2, "width": 4}, object_size=20.0, tile=64, overlap=16))
+    image = np.random.default_rng(0).random((40, 52)).astype(np.float32)
+
+    given = Segmenter(model, device="cpu", object_size=30.0)
+    assert not given.estimates_size and given.image_object_size == 30.0
+    np.testing.assert_array_equal(segment(image, given), segment(image, model, device="cpu", object_size=30.0))
+
+    auto = Segmenter(model, device="cpu")
+    assert auto.estimates_size and auto.image_object_size is None  # nothing estimated before an image
+    np.testing.assert_array_equal(segment(image, auto), segment(image, model, device="cpu", object_size=40.0))
+    assert auto.image_object_size == 40.0  # 20 px trained / zoom 0.5
+    unsized = Model.from_config(ModelConfig(network={"depth": 2, "width": 4}))  # a model that never rescales
+    assert Segmenter(unsized, device="cpu").image_object_size is None
+    with pytest.raises(TypeError, match="tile"):
+        segment(image, given, tile=32)

@@ -105,6 +105,22 @@ class Segmenter:
         elif trained is not None and object_size is not None:
             self.scale = trained / float(object_size)
 
+    @property
+    def image_object_size(self) -> float | None:
+        """The object diameter in the image (pixels) that the current zoom stands for.
+
+        The size given, or the one estimated from the last image; None for a
+        model that does not rescale, or before an estimate.
+        """
+        if self._trained_size is None or self.scale is None:
+            return None
+        return self._trained_size / self.scale
+
+    @property
+    def estimates_size(self) -> bool:
+        """Whether the object size is estimated from each image (``object_size="auto"``)."""
+        return self._auto
+
     def new_image(self) -> None:
         """Forget an estimated object size: the next plane belongs to another image."""
         if self._auto:
@@ -221,13 +237,17 @@ def _layout(image, model: Model, axes: str | None, channels: Sequence[int] | Non
 
 
 def _segmenter(model, segmenter_kwargs) -> tuple[Model, Segmenter]:
+    if isinstance(model, Segmenter):
+        if segmenter_kwargs:
+            raise TypeError(f"a Segmenter is already set up: {', '.join(segmenter_kwargs)} cannot be given too")
+        return model.model, model
     model = as_model(model)
     return model, Segmenter(model, **segmenter_kwargs)
 
 
 def iter_predict(
     image,
-    model: Model | str | os.PathLike,
+    model: Model | Segmenter | str | os.PathLike,
     *,
     axes: str | None = None,
     channels: Sequence[int] | None = None,
@@ -248,7 +268,7 @@ def iter_predict(
 
 def iter_segment(
     image,
-    model: Model | str | os.PathLike,
+    model: Model | Segmenter | str | os.PathLike,
     *,
     axes: str | None = None,
     channels: Sequence[int] | None = None,
@@ -288,7 +308,7 @@ def iter_labels(
 
 def iter_planes(
     image,
-    model: Model | str | os.PathLike,
+    model: Model | Segmenter | str | os.PathLike,
     *,
     axes: str | None = None,
     channels: Sequence[int] | None = None,
@@ -397,15 +417,17 @@ def _iter_planes(
                 yield update
 
 
-def predict(image, model: Model | str | os.PathLike, **kwargs) -> np.ndarray:
+def predict(image, model: Model | Segmenter | str | os.PathLike, **kwargs) -> np.ndarray:
     """Class probabilities of an image or stack.
 
     Parameters
     ----------
     image : array-like of shape (..., Y, X) with an optional channel axis
         Any real dtype; may be lazy (memory-mapped, zarr, dask).
-    model : Model, path or name
-        A model, a model file, or ``"default"``.
+    model : Model, path, name or Segmenter
+        A model, a model file, or ``"default"``; or a :class:`Segmenter`
+        already set up (then device, tile, overlap, batch_size and
+        object_size are its own and cannot be given).
     axes : str, optional
         Axis letters (``TZCYXS`` subset); guessed when not given.
     channels : sequence of int, optional
@@ -430,7 +452,7 @@ def predict(image, model: Model | str | os.PathLike, **kwargs) -> np.ndarray:
     return run(iter_predict(image, model, **kwargs))
 
 
-def segment(image, model: Model | str | os.PathLike, **kwargs) -> np.ndarray:
+def segment(image, model: Model | Segmenter | str | os.PathLike, **kwargs) -> np.ndarray:
     """Labels of an image or stack.
 
     Takes the arguments of :func:`predict`, and

@@ -47,6 +47,7 @@ from ..core.labels_store import open_labels
 from ..core.progress import Progress
 from ..core.stack_io import Stack, read_stack
 from .form import action_buttons, column, form, message_label, row
+from .object_size_box import ObjectSizeBox
 
 FILES = "TIFF files or folder (below)"
 
@@ -66,6 +67,7 @@ class BatchWidget(QWidget):
         self.output = QLineEdit()
         self.output.setPlaceholderText("labels.zarr, labels.tif, or a folder for several inputs")
         self.model = QLineEdit("default")
+        self.object_size = ObjectSizeBox(estimated_from="each input (its first plane)")
         self.labels = QComboBox()
         self.labels.addItems(["instances", "semantic"])
         self.min_size = QSpinBox()
@@ -92,6 +94,7 @@ class BatchWidget(QWidget):
                 ("", files),
                 ("Output", _with_buttons(self.output, ("…", self._choose_output))),
                 ("Model", _with_buttons(self.model, ("…", self._choose_model))),
+                ("Object size", self.object_size),
                 ("Labels", self.labels),
                 ("Smallest object", self.min_size),
                 ("Link across z", self.stitch_z),
@@ -121,9 +124,8 @@ class BatchWidget(QWidget):
             return None
         self._stop.clear()
         model = self.model.text().strip() or "default"
-        self.worker = create_worker(
-            _segment, jobs, model, self.device.currentText(), options, self._stop, _start_thread=False
-        )
+        segmenter = dict(device=self.device.currentText(), object_size=self.object_size.object_size())
+        self.worker = create_worker(_segment, jobs, model, segmenter, options, self._stop, _start_thread=False)
         self.worker.yielded.connect(self._on_update)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(lambda e: self._fail(str(e)))
@@ -238,10 +240,13 @@ class BatchWidget(QWidget):
 
 
 def _segment(
-    jobs: list[Job], model: str, device: str, options: BatchOptions, stop: threading.Event
+    jobs: list[Job], model: str, segmenter: dict, options: BatchOptions, stop: threading.Event
 ) -> Generator[Progress | FileDone, None, BatchReport | None]:
-    """Runs in the worker: load the model, segment every job; returns None when stopped."""
-    segmenter = Segmenter(as_model(model), device=device)
+    """Runs in the worker: load the model, segment every job; returns None when stopped.
+
+    ``segmenter`` holds the :class:`~napari_unet.core.inference.Segmenter` options (device, object size).
+    """
+    segmenter = Segmenter(as_model(model), **segmenter)
     gen = iter_segment_files(jobs, segmenter, options)
     try:
         while True:

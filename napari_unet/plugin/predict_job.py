@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.devices import steps_on_threads
 from ..core.errors import NapariUNetError
-from ..core.inference import PlaneResult, iter_planes
+from ..core.inference import PlaneResult, Segmenter, iter_planes
 from ..core.model import Model
 from ..core.progress import Notice, Progress
 from .layers import fingerprint
@@ -40,6 +40,13 @@ class FinishedPlane:
     fingerprint: int | None
 
 
+@dataclass(frozen=True)
+class SizeEstimate:
+    """The object diameter (pixels) estimated from the image, for the user to see (and keep or correct)."""
+
+    pixels: float
+
+
 @dataclass
 class Job:
     """Everything a run needs, fixed when Run is pressed."""
@@ -55,6 +62,8 @@ class Job:
     threads: int
     target: object  # the Labels (or, for probabilities, Image) layer written into
     new_target: bool
+    object_size: float | str = "auto"
+    estimated_size: float | None = None
     dtype: np.dtype | None = None
     offset: int = 0
     approved: dict[tuple[int, ...], int] = field(default_factory=dict)
@@ -67,21 +76,20 @@ class Job:
         return self.origin if self.origin is not None else index
 
 
-def predict_job(job: Job) -> Generator[Progress | Notice | FinishedPlane | Failure, None, None]:
+def predict_job(job: Job) -> Generator[Progress | Notice | SizeEstimate | FinishedPlane | Failure, None, None]:
     """The worker: predicts the job's planes, and readies each one for the layer in this thread."""
-    planes = iter_planes(
-        job.image,
-        job.model,
-        axes=job.axes,
-        output=job.output,
-        planes=job.planes,
-        device=job.device,
-        tile=job.tile,
-        batch_size=1,
-    )
     try:
+        segmenter = Segmenter(job.model, device=job.device, tile=job.tile, batch_size=1, object_size=job.object_size)
+        planes = iter_planes(job.image, segmenter, axes=job.axes, output=job.output, planes=job.planes)
+        told = False
         for update in steps_on_threads(planes, job.threads):
-            yield finish_plane(job, update) if isinstance(update, PlaneResult) else update
+            if isinstance(update, PlaneResult):
+                if segmenter.estimates_size and not told and segmenter.image_object_size is not None:
+                    told = True
+                    yield SizeEstimate(segmenter.image_object_size)
+                yield finish_plane(job, update)
+            else:
+                yield update
     except (NapariUNetError, FileNotFoundError) as error:
         yield Failure(str(error))
     except Exception as error:  # noqa: BLE001 - the worker would turn a RuntimeError into a mere warning

@@ -52,7 +52,16 @@ from .layers import (
     writing_prediction,
 )
 from .model_choice import ModelFiles, recent_models, remember_model
-from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
+from .object_size_box import ObjectSizeBox
+from .predict_job import (
+    Failure,
+    FinishedPlane,
+    Job,
+    SizeEstimate,
+    copy_for_worker,
+    largest_label_elsewhere,
+    predict_job,
+)
 
 OUTPUTS = {
     "instances": "Instances (an id per object)",
@@ -97,6 +106,7 @@ class PredictWidget(QWidget):
 
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()
+        self.size_box = ObjectSizeBox()
         self.output_combo = QComboBox()
         for key, text in OUTPUTS.items():
             self.output_combo.addItem(text, key)
@@ -120,6 +130,7 @@ class PredictWidget(QWidget):
             form(
                 ("image", self.image_combo),
                 ("model", self.model_combo),
+                ("object size", self.size_box),
                 ("output", self.output_combo),
                 ("into", self.target_combo),
                 ("planes", self.scope_combo),
@@ -322,7 +333,9 @@ class PredictWidget(QWidget):
         origin = None if whole else plane_at_cursor(image, self.viewer, axes)
         data, planes = copy_for_worker(image_array(image), iterated, origin)
         target, new = self._target(image, axes, out_shape, output, model)
-        job = Job(data, axes, model, output, planes, origin, device, tile, max(1, cpu_cores() - 1), target, new)
+        threads = max(1, cpu_cores() - 1)
+        size = self.size_box.object_size()
+        job = Job(data, axes, model, output, planes, origin, device, tile, threads, target, new, size)
         if output != "probabilities":
             layer_planes = [origin] if origin is not None else list(np.ndindex(*out_shape[:-2]))
             if not self._approve(job, layer_planes):
@@ -430,6 +443,8 @@ class PredictWidget(QWidget):
         elif isinstance(update, Notice):
             show_warning(update.message)
             self.status.setText(update.message)
+        elif isinstance(update, SizeEstimate):
+            job.estimated_size = update.pixels
         elif isinstance(update, FinishedPlane):
             self._write(job, update)
         elif isinstance(update, Failure):
@@ -485,7 +500,13 @@ class PredictWidget(QWidget):
             show_info(f"prediction stopped; {job.written} plane(s) written")
             self.status.setText(f"Stopped after {seconds:.1f} s; {job.written} plane(s) written.")
         elif not job.failed:
-            self.status.setText(f"Done in {seconds:.1f} s: {job.written} plane(s) into '{job.target.name}'.")
+            done = f"Done in {seconds:.1f} s: {job.written} plane(s) into '{job.target.name}'."
+            if job.estimated_size is not None:
+                done += (
+                    f" Object size estimated at {job.estimated_size:.0f} px; if the objects are another size, "
+                    "give it under 'object size'."
+                )
+            self.status.setText(done)
         if job.new_target and job.written == 0 and self._present(job.target):
             self.viewer.layers.remove(job.target)
         self._refresh_targets(prefer_last=True)

@@ -14,6 +14,8 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import NotificationSeverity
 
 from napari_unet import predict, segment
+from napari_unet.core.inference import Segmenter
+from napari_unet.core.model import Model
 from napari_unet.core.predictor import NetworkPredictor
 
 from ..conftest import small_model
@@ -69,6 +71,40 @@ def test_probabilities_go_into_an_image_layer_and_semantic_labels_into_labels(
     wait_for(qtbot, widget)
     semantic = viewer.layers["cells semantic"]
     np.testing.assert_array_equal(semantic.data, segment(image, model, output="semantic", tile=64, batch_size=1))
+    assert not messages(notifications)
+
+
+def test_the_object_size_field_rescales_like_the_library_and_auto_reports_its_estimate(
+    viewer, qtbot, rng, tmp_path, notifications
+):
+    """A model that records its training size: a given size zooms the image, "auto" estimates it and says so."""
+    base = small_model()
+    model = Model(base.network, base.config.model_copy(update={"object_size": 20.0}))
+    image = rng.integers(0, 255, (90, 110), dtype=np.uint8)
+    viewer.add_image(image, name="cells")
+    widget = _widget(viewer)
+    widget.set_model(str(model.save(tmp_path / "sized.safetensors")))
+    _choose(widget, widget.output_combo, "semantic")
+    assert widget.size_box.object_size() == "auto"
+
+    widget.size_box.set_object_size(40.0)
+    widget.run()
+    wait_for(qtbot, widget)
+    given = viewer.layers["cells semantic"].data.copy()
+    expected = segment(image, model, output="semantic", tile=64, batch_size=1, object_size=40.0)
+    np.testing.assert_array_equal(given, expected)
+    assert not np.array_equal(given, segment(image, model, output="semantic", tile=64, batch_size=1, object_size=None))
+    assert "estimated" not in widget.status.text()
+
+    widget.size_box.set_object_size("auto")
+    widget.run()
+    wait_for(qtbot, widget)
+    seg = Segmenter(model, device="cpu", tile=64, batch_size=1)
+    seg.prepare(image[None].astype(np.float32))
+    np.testing.assert_array_equal(
+        viewer.layers["cells semantic"].data, segment(image, seg, output="semantic", axes="YX")
+    )
+    assert f"Object size estimated at {seg.image_object_size:.0f} px" in widget.status.text()
     assert not messages(notifications)
 
 
