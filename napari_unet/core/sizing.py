@@ -14,7 +14,9 @@ found at the native scale, a ladder of zooms is tried and the one that
 finds the most objects of plausible size wins. Objects far larger than the
 model knows can come out in pieces of about the trained size, which looks
 settled; so a zoom below :data:`GATE`, or one that does not hold up when
-checked at half of it, is searched for again from a much smaller zoom.
+checked at half of it, is searched for again from a much smaller zoom. Crowded
+small objects made far too small merge into clumps, which can look settled
+as well: between two settled zooms, the one that holds up at half of it wins.
 """
 
 from __future__ import annotations
@@ -82,15 +84,18 @@ def estimate_scale(
     scale, _ = _settle(x, label_crop, object_size, 1.0, iterations)
     if scale is None:
         return _ladder(x, label_crop, object_size)
-    if scale < GATE or not _holds(x, label_crop, object_size, scale):
+    holds = _holds(x, label_crop, object_size, scale)
+    if scale < GATE or not holds:
         # Objects much larger than the model knows break into pieces of about the trained size,
         # which can look settled at a zoom that is still too large; such a zoom does not hold up
-        # at half of it, where the objects come out whole. Objects made too small are found whole
-        # and measured small, which never looks settled. So check again from well below, and
-        # keep the smaller zoom where that one settles.
+        # at half of it, where the objects come out whole. So check again from well below, and
+        # keep the smaller zoom where that one settles; unless the larger zoom holds up and the
+        # smaller does not: crowded objects made far too small merge into clumps of about the
+        # trained size, which can look settled too, but not at half of that zoom.
         lower, settled = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations)
         if lower is not None and settled and lower < scale:
-            return lower
+            if not holds or _holds(x, label_crop, object_size, lower):
+                return lower
     return scale
 
 
