@@ -1,6 +1,6 @@
 """Rebuild the shipped default nuclei model from DSB 2018 with the project's own training code.
 
-    make default-model                      # the recipe, as shipped (two stages, see the Makefile)
+    make default-model                      # the recipe, as shipped
     python scripts/train_default_model.py --steps 1000 --out /tmp/try.safetensors
     python scripts/train_default_model.py --from /tmp/try.safetensors --steps 500 --lr 1e-3
 
