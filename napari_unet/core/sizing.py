@@ -84,19 +84,21 @@ def estimate_scale(
     scale, _ = _settle(x, label_crop, object_size, 1.0, iterations)
     if scale is None:
         return _ladder(x, label_crop, object_size)
-    holds = _holds(x, label_crop, object_size, scale)
-    if scale < GATE or not holds:
-        # Objects much larger than the model knows break into pieces of about the trained size,
-        # which can look settled at a zoom that is still too large; such a zoom does not hold up
-        # at half of it, where the objects come out whole. So check again from well below, and
-        # keep the smaller zoom where that one settles; unless the larger zoom holds up and the
-        # smaller does not: crowded objects made far too small merge into clumps of about the
-        # trained size, which can look settled too, but not at half of that zoom.
-        lower, settled = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations)
-        if lower is not None and settled and lower < scale:
-            if not holds or _holds(x, label_crop, object_size, lower):
-                return lower
-    return scale
+    if scale >= GATE and _holds(x, label_crop, object_size, scale):
+        return scale
+    # Objects much larger than the model knows break into pieces of about the trained size,
+    # which can look settled at a zoom that is still too large; such a zoom does not hold up
+    # at half of it, where the objects come out whole. So check again from well below, and
+    # keep the smaller zoom where that one settles.
+    lower, settled = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations)
+    if lower is None or not settled or lower >= scale:
+        return scale
+    # Unless the larger zoom holds up and the smaller does not: crowded objects made far too
+    # small merge into clumps of about the trained size, which can look settled too, but not at
+    # half of that zoom. (A larger zoom from GATE up got here because it did not hold up.)
+    if scale < GATE and _holds(x, label_crop, object_size, scale) and not _holds(x, label_crop, object_size, lower):
+        return scale
+    return lower
 
 
 def _holds(x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object_size: float, scale: float) -> bool:
