@@ -81,15 +81,10 @@ def predict_job(job: Job) -> Generator[Progress | Notice | SizeEstimate | Finish
     try:
         segmenter = Segmenter(job.model, device=job.device, tile=job.tile, batch_size=1, object_size=job.object_size)
         planes = iter_planes(job.image, segmenter, axes=job.axes, output=job.output, planes=job.planes)
-        told = False
         for update in steps_on_threads(planes, job.threads):
-            if isinstance(update, PlaneResult):
-                if segmenter.estimates_size and not told and segmenter.image_object_size is not None:
-                    told = True
-                    yield SizeEstimate(segmenter.image_object_size)
-                yield finish_plane(job, update)
-            else:
-                yield update
+            yield finish_plane(job, update) if isinstance(update, PlaneResult) else update
+        if segmenter.estimates_size and segmenter.image_object_size is not None:
+            yield SizeEstimate(segmenter.image_object_size)  # one estimate per run (the first plane's)
     except (NapariUNetError, FileNotFoundError) as error:
         yield Failure(str(error))
     except Exception as error:  # noqa: BLE001 - the worker would turn a RuntimeError into a mere warning
