@@ -32,6 +32,14 @@ def _run_to_the_end(widget, qtbot):
     return worker
 
 
+def _stack_file(widget, path, data, output, model_file):
+    """Write ``data`` as a TIFF stack at ``path`` and choose it, ``output`` and ``model_file`` in the widget."""
+    tifffile.imwrite(path, data, photometric="minisblack")
+    widget.inputs.setText(str(path))
+    widget.output.setText(str(output))
+    widget.model.setText(str(model_file))
+
+
 def test_the_widget_is_offered_by_the_plugin_manifest():
     import npe2
 
@@ -41,10 +49,7 @@ def test_the_widget_is_offered_by_the_plugin_manifest():
 
 def test_a_stack_file_is_segmented_into_zarr_and_opened_lazily_as_labels(widget, qtbot, tmp_path, rng, model_file):
     stack = tmp_path / "s.tif"
-    tifffile.imwrite(stack, rng.integers(0, 4000, (3, 40, 48), dtype=np.uint16), photometric="minisblack")
-    widget.inputs.setText(str(stack))
-    widget.output.setText(str(tmp_path / "s.zarr"))
-    widget.model.setText(str(model_file))
+    _stack_file(widget, stack, rng.integers(0, 4000, (3, 40, 48), dtype=np.uint16), tmp_path / "s.zarr", model_file)
     widget.device.setCurrentText("cpu")
     widget.min_size.setValue(1)
     _run_to_the_end(widget, qtbot)
@@ -79,10 +84,7 @@ def test_the_object_size_field_reaches_the_model_as_the_cli_option_does(widget, 
     sized = Model(model.network, model.config.model_copy(update={"object_size": 20.0}))
     model_file = sized.save(tmp_path / "sized.safetensors")
     stack = tmp_path / "s.tif"
-    tifffile.imwrite(stack, rng.integers(0, 4000, (2, 40, 48), dtype=np.uint16), photometric="minisblack")
-    widget.inputs.setText(str(stack))
-    widget.output.setText(str(tmp_path / "widget.tif"))
-    widget.model.setText(str(model_file))
+    _stack_file(widget, stack, rng.integers(0, 4000, (2, 40, 48), dtype=np.uint16), tmp_path / "widget.tif", model_file)
     widget.labels.setCurrentText("semantic")
     widget.object_size.set_object_size(40.0)
     _run_to_the_end(widget, qtbot)
@@ -95,12 +97,8 @@ def test_the_object_size_field_reaches_the_model_as_the_cli_option_does(widget, 
 
 
 def test_stop_ends_the_run_and_a_rerun_resumes_the_zarr_store(widget, qtbot, tmp_path, rng, model_file):
-    stack = tmp_path / "long.tif"
-    tifffile.imwrite(stack, rng.integers(0, 4000, (30, 64, 64), dtype=np.uint16), photometric="minisblack")
     out = tmp_path / "long.zarr"
-    widget.inputs.setText(str(stack))
-    widget.output.setText(str(out))
-    widget.model.setText(str(model_file))
+    _stack_file(widget, tmp_path / "long.tif", rng.integers(0, 4000, (30, 64, 64), dtype=np.uint16), out, model_file)
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         worker.yielded.connect(lambda update: getattr(update, "fraction", 1.0) >= 0.1 and widget.stop())
