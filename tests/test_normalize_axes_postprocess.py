@@ -95,6 +95,47 @@ def test_touching_objects_are_split_by_their_boundary_class():
     assert len(np.unique(labels[a & ~b])) == 1 and len(np.unique(labels[b & ~a])) == 1
 
 
+def _cone(shape, center, radius, low=0.9, high=0.999):
+    """Interior probability rising from ``low`` at the rim of a disk to ``high`` at its centre."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    d = np.hypot(yy - center[0], xx - center[1]) / radius
+    return np.where(d <= 1, low + (high - low) * (1 - d), 0.0)
+
+
+def _probabilities(interior):
+    prob = np.zeros((3, *interior.shape), np.float32)
+    prob[1] = interior
+    prob[0] = interior < 0.5
+    prob[2] = 1 - prob[0] - prob[1]
+    return prob
+
+
+def test_a_seed_holding_two_objects_is_split_when_the_object_size_is_known():
+    # Two nuclei the network is unsure between: their interiors join at the 0.9
+    # threshold through a neck of 0.91-0.92, and fall apart above it.
+    shape = (40, 60)
+    interior = np.maximum(_cone(shape, (20, 20), 11), _cone(shape, (20, 39), 11))
+    prob = _probabilities(interior)
+    assert instance_labels(prob).max() == 1  # one seed at the threshold
+    labels = instance_labels(prob, object_size=22)
+    assert labels.max() == 2
+    assert labels[20, 20] != labels[20, 39] and labels[20, 20] > 0 and labels[20, 39] > 0
+    assert np.array_equal(labels > 0, interior >= 0.5)
+
+
+def test_a_seed_is_not_split_into_parts_smaller_than_a_quarter_of_an_object():
+    # One nucleus with two bright specks on it (9 px each): at 0.95 they are
+    # apart, but far smaller than a quarter of a 22 px object (95 px).
+    shape = (40, 40)
+    interior = np.where(_disk(shape, (20, 20), 11), 0.93, 0.0)
+    interior[12:15, 12:15] = interior[25:28, 25:28] = 0.99
+    labels = instance_labels(_probabilities(interior), object_size=22)
+    assert labels.max() == 1
+    # the same picture with the specks grown to 100 px each (more than 95) is split
+    interior[8:18, 8:18] = interior[23:33, 23:33] = 0.99
+    assert instance_labels(_probabilities(interior), object_size=22).max() == 2
+
+
 def test_objects_below_min_size_are_dropped():
     prob = np.zeros((3, 20, 20), np.float32)
     prob[0] = 1

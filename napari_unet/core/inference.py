@@ -217,7 +217,9 @@ class Segmenter:
         """Labels ``(Y, X)`` from probabilities ``(K, Y, X)``."""
         if output == "instances":
             check_output(self.model, output)
-            return instance_labels(prob, thresholds=self.model.config.thresholds, min_size=min_size)
+            return instance_labels(
+                prob, thresholds=self.model.config.thresholds, min_size=min_size, object_size=self.image_object_size
+            )
         if output == "semantic":
             return semantic_labels(prob)
         raise ValueError(f"output must be 'instances' or 'semantic', got {output!r}")

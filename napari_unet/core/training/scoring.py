@@ -44,6 +44,7 @@ class Prediction:
     labels: np.ndarray
     reviewed: np.ndarray
     target: np.ndarray
+    object_size: float | None = None  # typical diameter (pixels) at the resolution of prob, when known
 
 
 def predict_samples(
@@ -58,7 +59,8 @@ def predict_samples(
         segmenter.scale = s.zoom  # the sample's own object size is known: no estimate
         window = _reviewed_box(s.reviewed)
         prob = run(segmenter.iter_normalized(s.image[(slice(None), *window)]))
-        predictions.append(Prediction(prob, s.labels[window], s.reviewed[window], s.target[window]))
+        size = config.object_size / s.zoom if config.object_size else None
+        predictions.append(Prediction(prob, s.labels[window], s.reviewed[window], s.target[window], size))
     return predictions
 
 
@@ -69,7 +71,7 @@ def score_predictions(
     if config.task == "instances":
         counts = None
         for p in predictions:
-            labels = instance_labels(p.prob, thresholds=thresholds or config.thresholds)
+            labels = instance_labels(p.prob, thresholds=thresholds or config.thresholds, object_size=p.object_size)
             c = match_instances(labels, p.labels, ignore=~p.reviewed)
             counts = c if counts is None else counts + c
         assert isinstance(counts, InstanceCounts)
