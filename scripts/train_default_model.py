@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--loss", default="ce_dice", help="training loss (weighted_ce: the U-Net paper's border weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         patch=args.patch,
         batch_size=args.batch_size,
         lr=args.lr,
-        loss="ce_dice",
+        loss=args.loss,
         val_every=args.val_every,
         val_fraction=0.05,
         seed=args.seed,
