@@ -1,5 +1,7 @@
 """Post-processing thresholds: saved with the model, used by prediction, tuned on validation data."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -7,7 +9,7 @@ from napari_unet.core.config import ModelConfig, ThresholdsConfig
 from napari_unet.core.model import Model, load_model
 from napari_unet.core.postprocess import instance_labels
 from napari_unet.core.training import TrainConfig, Trainer, make_samples
-from napari_unet.core.training.scoring import Prediction
+from napari_unet.core.training.scoring import Prediction, predict_samples, score_predictions
 from napari_unet.core.training.thresholds import tune_thresholds
 
 from .conftest import small_model
@@ -47,6 +49,22 @@ def test_tuning_finds_thresholds_that_separate_what_the_defaults_merge():
                        np.zeros((8, 8), np.uint16), np.ones((8, 8), bool), np.zeros((8, 8), np.uint8))]
     own = config.model_copy(update={"thresholds": ThresholdsConfig(interior=0.65, foreground=0.35)})
     assert tune_thresholds(flat, own)[0] == own.thresholds
+
+
+def test_the_validation_score_splits_seeds_at_the_samples_object_size(rng):
+    prob, truth = _unsure_pair()
+    config = ModelConfig(network=dict(width=4, depth=1))
+    whole = np.ones(truth.shape, bool)
+    target = (truth > 0).astype(np.uint8)
+    joined = score_predictions([Prediction(prob, truth, whole, target)], config)
+    split = score_predictions([Prediction(prob, truth, whole, target, object_size=24)], config)
+    assert joined.value < 1.0 and split.value == 1.0
+    # predict_samples gives each sample the object size of its own pixels: the model's over its zoom
+    image = rng.random((40, 60)).astype(np.float32)
+    sized = config.model_copy(update={"object_size": 20.0})
+    sample = replace(make_samples(image, truth, sized)[0], zoom=0.5)
+    (p,) = predict_samples(small_model().network, [sample], sized)
+    assert p.object_size == 40.0 and p.prob.shape[1:] == p.labels.shape
 
 
 def test_thresholds_travel_in_the_model_file_and_drive_segmentation(tmp_path):
