@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--loss", default="ce_dice", help="training loss (weighted_ce: the U-Net paper's border weights)")
+    p.add_argument("--loss", default="ce_dice", choices=("ce", "dice", "ce_dice", "weighted_ce"),
+                   help="training loss (weighted_ce: the U-Net paper's border weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
