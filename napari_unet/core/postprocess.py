@@ -142,11 +142,9 @@ def split_seeds(seeds: np.ndarray, interior: np.ndarray, threshold: float, *, mi
         if box is None:
             continue
         own = seeds[box] == k
-        if areas[k] < 2 * min_area:
-            out[box][own] = next_id
-            next_id += 1
-            continue
-        for part in _parts(own, interior[box], levels, min_area):
+        # a seed smaller than two parts cannot split
+        parts = _parts(own, interior[box], levels, min_area) if areas[k] >= 2 * min_area else [own]
+        for part in parts:
             out[box][part] = next_id
             next_id += 1
     return out
