@@ -59,8 +59,9 @@ def predict_samples(
         segmenter.scale = s.zoom  # the sample's own object size is known: no estimate
         window = _reviewed_box(s.reviewed)
         prob = run(segmenter.iter_normalized(s.image[(slice(None), *window)]))
-        size = config.object_size / s.zoom if config.object_size else None
-        predictions.append(Prediction(prob, s.labels[window], s.reviewed[window], s.target[window], size))
+        predictions.append(
+            Prediction(prob, s.labels[window], s.reviewed[window], s.target[window], segmenter.image_object_size)
+        )
     return predictions
 
 
