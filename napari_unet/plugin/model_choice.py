@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtCore import QSettings
+from qtpy.QtCore import QSettings, Qt
+from qtpy.QtWidgets import QComboBox
 
 from ..core.model import BUILTIN_MODELS, Model, builtin_model_path, load_model
 
@@ -23,6 +24,16 @@ def recent_models(settings: QSettings) -> list[str]:
     if isinstance(recent, str):  # QSettings gives a lone string for a one-item list
         recent = [recent]
     return [p for p in recent if Path(p).is_file()]
+
+
+def add_model_items(combo: QComboBox, settings: QSettings) -> None:
+    """Add the shipped models that are installed (data: the name) and the recent files (data: the path)."""
+    for name in BUILTIN_MODELS:
+        if builtin_model_path(name) is not None:
+            combo.addItem(f"{name} (shipped)", name)
+    for path in recent_models(settings):
+        combo.addItem(Path(path).name, path)
+        combo.setItemData(combo.count() - 1, path, Qt.ToolTipRole)
 
 
 def remember_model(settings: QSettings, path: str) -> str:

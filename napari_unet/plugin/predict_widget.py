@@ -23,7 +23,7 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QSettings, Qt
+from qtpy.QtCore import QSettings
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -36,7 +36,7 @@ from ..core.axes import CHANNEL_AXES, plane_layout
 from ..core.devices import DEVICE_CHOICES, available, cpu_cores, resolve_device
 from ..core.errors import NapariUNetError
 from ..core.inference import check_output
-from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path
+from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model
 from ..core.progress import Notice, Progress
 from .form import action_buttons, column, form, message_label, row
 from .layers import (
@@ -51,7 +51,7 @@ from .layers import (
     write_undoable,
     writing_prediction,
 )
-from .model_choice import ModelFiles, recent_models, remember_model
+from .model_choice import ModelFiles, add_model_items, recent_models, remember_model
 from .object_size_box import ObjectSizeBox
 from .predict_job import (
     Failure,
@@ -232,12 +232,7 @@ class PredictWidget(QWidget):
 
     def _fill_models(self) -> None:
         self.model_combo.clear()
-        for name in BUILTIN_MODELS:
-            if builtin_model_path(name) is not None:
-                self.model_combo.addItem(f"{name} (shipped)", name)
-        for path in recent_models(self.settings):
-            self.model_combo.addItem(Path(path).name, path)
-            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
+        add_model_items(self.model_combo, self.settings)
         if self.model_combo.count() == 0:
             self.model_combo.addItem("no model: choose a file", "")
             self.status.setText(

@@ -32,7 +32,7 @@ from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QPointF, Qt
+from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
     QComboBox,
@@ -48,7 +48,7 @@ from qtpy.QtWidgets import (
 from ..core.axes import CHANNEL_AXES, plane_layout
 from ..core.devices import cpu_cores, resolve_device, torch_threads
 from ..core.errors import NapariUNetError
-from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path
+from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model
 from ..core.progress import Notice, Progress
 from ..core.training import TrainConfig, TrainResult, TrainUpdate
 from ..core.training.project import default_project_folder, load_project
@@ -70,7 +70,7 @@ from .layers import (
     write_plane,
     writing_prediction,
 )
-from .model_choice import ModelFiles, recent_models, remember_model
+from .model_choice import ModelFiles, add_model_items, remember_model
 from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
 from .train_job import Prepared, Saved, TrainEntry, TrainJob, train_job
 
@@ -378,12 +378,7 @@ class TrainWidget(QWidget):
         self.model_combo.clear()
         if self.versions:
             self.model_combo.addItem("version selected below", VERSION)
-        for name in BUILTIN_MODELS:
-            if builtin_model_path(name) is not None:
-                self.model_combo.addItem(f"{name} (shipped)", name)
-        for path in recent_models(self.settings):
-            self.model_combo.addItem(Path(path).name, path)
-            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
+        add_model_items(self.model_combo, self.settings)
         self.model_combo.addItem("Choose file...", CHOOSE_FILE)
         wanted = current if current not in (None, CHOOSE_FILE) else self.settings.value("predict/model", "")
         index = self.model_combo.findData(wanted)

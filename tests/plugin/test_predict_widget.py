@@ -207,7 +207,7 @@ def test_stop_ends_a_running_prediction_within_a_second(viewer, qtbot, rng, mode
 def test_bad_inputs_give_notifications_that_say_what_was_expected(
     viewer, tmp_path, rng, model_file, notifications, monkeypatch
 ):
-    monkeypatch.setattr("napari_unet.plugin.predict_widget.builtin_model_path", lambda name: None)  # none shipped
+    monkeypatch.setattr("napari_unet.plugin.model_choice.builtin_model_path", lambda name: None)  # none shipped
     widget = _widget(viewer)
     widget.run()  # no image layer, no model
     viewer.add_image(rng.integers(0, 255, (40, 50), dtype=np.uint8), name="grey")
@@ -256,7 +256,7 @@ def test_running_out_of_memory_retries_with_smaller_tiles_and_says_so(
 
 
 def test_the_model_is_remembered_and_a_missing_shipped_model_is_explained(viewer, tmp_path, model_file, monkeypatch):
-    monkeypatch.setattr("napari_unet.plugin.predict_widget.builtin_model_path", lambda name: None)  # none shipped
+    monkeypatch.setattr("napari_unet.plugin.model_choice.builtin_model_path", lambda name: None)  # none shipped
     widget = _widget(viewer)
     assert widget.model_combo.currentData() == ""
     assert "no shipped model" in widget.status.text()
