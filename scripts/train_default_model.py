@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--loss", default="ce_dice", choices=("ce", "dice", "ce_dice", "weighted_ce"),
                    help="training loss (weighted_ce: the U-Net paper's border weights)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
@@ -111,6 +113,7 @@ def main(argv=None) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         loss=args.loss,
+        ema=args.ema,
         val_every=args.val_every,
         val_fraction=0.05,
         seed=args.seed,

@@ -151,3 +151,28 @@ def test_a_two_class_model_trains_and_validates_on_instance_labels_taken_as_fore
     assert labels.max() > 1 and set(np.unique(samples[0].target)) == {0, 1}
     result = score(Model.from_config(config).network, samples, config, device="cpu")
     assert result.name == "mean IoU" and 0 <= result.value <= 1
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.6])
+def test_ema_keeps_the_moving_average_of_the_weights_and_batch_norm_statistics(ema):
+    image, labels = _real_crop(128)
+    model = small_model(seed=3)
+    samples = make_samples(image, labels, model.config)
+    config = TrainConfig(steps=4, patch=64, batch_size=2, val_fraction=0.0, ema=ema, tune_thresholds=False)
+    trainer = Trainer(model, samples, [], config, device="cpu")
+    expected = None
+    for _ in trainer.run():
+        state = {k: v.detach().clone().float() for k, v in trainer.network.state_dict().items()}
+        if expected is None or not ema:
+            expected = state
+        else:
+            expected = {k: ema * expected[k] + (1 - ema) * state[k] for k in state}
+    kept = trainer.result.model.network.state_dict()
+    last = trainer.network.state_dict()
+    for key, value in expected.items():
+        if "num_batches_tracked" in key:
+            continue
+        torch.testing.assert_close(kept[key].float(), value, rtol=1e-5, atol=1e-6)
+    # With averaging on, what is kept is not simply the last step's weights.
+    moved = any(not torch.allclose(kept[k].float(), last[k].float()) for k in kept if "num_batches" not in k)
+    assert moved == bool(ema)

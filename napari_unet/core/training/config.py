@@ -54,6 +54,13 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, le=1.0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.99, ge=0, lt=1, description="for SGD / RMSprop; the paper's 0.99")
+    ema: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="decay of an exponential moving average of the weights, scored and kept instead of "
+        "the weights of the last step (0: off; 0.999 averages over about the last 1000 steps)",
+    )
     schedule: Literal["constant", "cosine"] = "cosine"
     loss: Literal["ce", "dice", "ce_dice", "weighted_ce", "bce"] = Field(
         "ce_dice", description="for one-channel outputs ce and weighted_ce are binary (bce)"

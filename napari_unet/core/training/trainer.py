@@ -13,6 +13,12 @@ fine-tuned model is adopted only if its best validation score beats the
 parent's. Otherwise ``result.model`` is the parent and ``result.improved`` is
 False, so a bad fine-tune (say, on wrong labels) is reported, not kept.
 
+With ``config.ema``, what is scored, kept and returned is an exponential
+moving average of the weights over the run (batch-norm statistics included)
+rather than the weights of the last step: it smooths out the noise of
+single steps, which a long run from scratch gains from and a short
+fine-tune, whose average would lag behind, does not.
+
 Instances models then get post-processing thresholds tuned on the validation
 data (:mod:`.thresholds`) at the end of a run that was not stopped; when they
 are, the parent's are tuned on the same data too, so the two are compared on
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import IGNORE_INDEX
 from ..devices import resolve_device
@@ -154,26 +161,30 @@ class Trainer:
         channels_last = self.device.type == "cpu"
         if channels_last:
             self.network.to(memory_format=torch.channels_last)
+        average = self._averaged()
+        kept = average.module if average is not None else self.network
         history: list[TrainUpdate] = []
         start = time.perf_counter()
         step = 0
         while not self._finished(step, time.perf_counter() - start):
             self._set_lr(optimizer, step, time.perf_counter() - start)
             loss = self._step(optimizer, scaler, use_amp, channels_last)
+            if average is not None:
+                average.update_parameters(self.network)
             step += 1
             elapsed = time.perf_counter() - start
             current = None
             if self.val_samples and (step % cfg.val_every == 0 or self._finished(step, elapsed)):
-                current = self._score()
+                current = self._score(kept)
                 if best_score is None or current.value > best_score.value:
-                    best_score, best_state = current, copy.deepcopy(self.network.state_dict())
+                    best_score, best_state = current, copy.deepcopy(kept.state_dict())
             update = TrainUpdate(step, cfg.steps, elapsed, self._seconds_left(step, elapsed), loss, current)
             history.append(update)
             yield update
         if best_state is None:  # no validation: the last state is the result
-            best_state = self.network.state_dict()
+            best_state = kept.state_dict()
             if self.val_samples and step:
-                best_score = self._score()
+                best_score = self._score(kept)
         # A stopped run returns at once: tuning would keep the user waiting seconds after Stop.
         tune = self._tunes_thresholds() and step > 0 and not self._stop
         if tune and parent_predictions:
@@ -272,11 +283,17 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = lr
 
+    def _averaged(self) -> AveragedModel | None:
+        """The moving average of the weights (``config.ema``), or None when it is off."""
+        if not self.config.ema:
+            return None
+        return AveragedModel(self.network, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema), use_buffers=True)
+
     def _predict(self, network: torch.nn.Module) -> list[Prediction]:
         return predict_samples(network, self.val_samples, self.model_config, device=self.device)
 
-    def _score(self) -> Score:
-        return score_predictions(self._predict(self.network), self.model_config)
+    def _score(self, network: torch.nn.Module) -> Score:
+        return score_predictions(self._predict(network), self.model_config)
 
     def _tunes_thresholds(self) -> bool:
         return self.config.tune_thresholds and self.model_config.task == "instances" and bool(self.val_samples)
