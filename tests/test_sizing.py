@@ -73,3 +73,19 @@ def test_crowded_objects_merged_into_clumps_at_a_far_smaller_zoom_do_not_win_ove
     x = _clusters()
     scale = estimate_scale(x, _blurry_model, TRAINED)
     assert scale == pytest.approx(TRAINED / 48, rel=0.15)
+
+
+def test_tiny_objects_shrunk_into_a_single_clump_do_not_win_over_a_zoom_that_holds():
+    # A patch of 6 px nuclei 3 px apart on a dim tissue background: far below the right zoom the
+    # whole patch is one clump, which settles at the trained size and holds up at half of it.
+    # One object is no measure.
+    side, patch = 512, 160
+    yy, xx = np.mgrid[:side, :side]
+    image = np.zeros((side, side), np.float32)
+    lo = (side - patch) // 2
+    image[lo : lo + patch, lo : lo + patch] = 0.4
+    for cy in range(lo, lo + patch, 9):
+        for cx in range(lo, lo + patch, 9):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 < 9] = 1.0
+    scale = estimate_scale(image[None], _blurry_model, TRAINED)
+    assert scale > 1.5, scale

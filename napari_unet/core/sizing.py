@@ -13,8 +13,8 @@ it matches, and check again (a few iterations on crops of at most
 found at the native scale, a ladder of zooms is tried and the one that
 finds the most objects of plausible size wins. Objects far larger than the
 model knows can come out in pieces of about the trained size, which looks
-settled; so a zoom below :data:`GATE`, or one that does not hold up when
-checked at half of it, is searched for again from a much smaller zoom. Crowded
+settled; so every zoom is searched for again from a much smaller one, and the
+smaller wins where it settles on at least :data:`MIN_OBJECTS` objects. Crowded
 small objects made far too small merge into clumps, which can look settled
 as well: between two settled zooms, the one that holds up at half of it wins.
 """
@@ -33,7 +33,7 @@ CROP = 512
 TOLERANCE = math.log(1.15)
 LADDER = (0.125, 0.25, 0.5, 2.0, 4.0)
 LIMITS = (1 / 16, 8.0)
-GATE = 1.25  # below this first estimate, look again from a much smaller zoom (see estimate_scale)
+MIN_OBJECTS = 3  # a smaller zoom settled on fewer objects than this is one clump of many (see estimate_scale)
 
 
 def rescale(x: np.ndarray, scale: float) -> np.ndarray:
@@ -81,22 +81,20 @@ def estimate_scale(
     float
         Scale factor; 1.0 when no objects are found at any zoom.
     """
-    scale, _ = _settle(x, label_crop, object_size, 1.0, iterations)
+    scale, _, _ = _settle(x, label_crop, object_size, 1.0, iterations)
     if scale is None:
         return _ladder(x, label_crop, object_size)
-    if scale >= GATE and _holds(x, label_crop, object_size, scale):
-        return scale
     # Objects much larger than the model knows break into pieces of about the trained size,
-    # which can look settled at a zoom that is still too large; such a zoom does not hold up
-    # at half of it, where the objects come out whole. So check again from well below, and
-    # keep the smaller zoom where that one settles.
-    lower, settled = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations)
-    if lower is None or not settled or lower >= scale:
+    # which can look settled at a zoom that is still too large, and can even hold up at half of
+    # it. So check again from well below, and keep the smaller zoom where that one settles on
+    # several objects (tiny objects made far too small can settle as one clump of all of them).
+    lower, settled, count = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations)
+    if lower is None or not settled or count < MIN_OBJECTS or lower >= scale:
         return scale
-    # Unless the larger zoom holds up and the smaller does not: crowded objects made far too
-    # small merge into clumps of about the trained size, which can look settled too, but not at
-    # half of that zoom. (A larger zoom from GATE up got here because it did not hold up.)
-    if scale < GATE and _holds(x, label_crop, object_size, scale) and not _holds(x, label_crop, object_size, lower):
+    # Unless the larger zoom holds up at half of it and the smaller does not: crowded objects
+    # made far too small merge into clumps of about the trained size, which can look settled
+    # too, but not at half of that zoom.
+    if _holds(x, label_crop, object_size, scale) and not _holds(x, label_crop, object_size, lower):
         return scale
     return lower
 
@@ -109,17 +107,20 @@ def _holds(x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object
 
 def _settle(
     x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object_size: float, scale: float, iterations: int
-) -> tuple[float | None, bool]:
-    """Zoom, measure, re-zoom from ``scale``: the scale reached and whether it stopped moving."""
+) -> tuple[float | None, bool, int]:
+    """Zoom, measure, re-zoom from ``scale``.
+
+    The scale reached, whether it stopped moving, and how many objects the last measurement saw.
+    """
     for _ in range(iterations):
-        d = median_diameter(label_crop(_crop(x, scale)))
-        if d is None:
-            return None, False
-        wanted = float(np.clip(scale * object_size / d, *LIMITS))
+        d = object_diameters(label_crop(_crop(x, scale)))
+        if not d.size:
+            return None, False, 0
+        wanted = float(np.clip(scale * object_size / float(np.median(d)), *LIMITS))
         if abs(math.log(wanted / scale)) < TOLERANCE:
-            return wanted, True
+            return wanted, True, d.size
         scale = wanted
-    return scale, False
+    return scale, False, d.size
 
 
 def _crop(x: np.ndarray, scale: float, crop: int = CROP) -> np.ndarray:
