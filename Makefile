@@ -51,7 +51,7 @@ bench: env
 
 # Rebuild the shipped default model from ../shared/data/dsb2018 (about 70 minutes on 2 CPU cores; see docs/model_card.md).
 default-model: env
-	$(PY) scripts/train_default_model.py --steps 11000
+	$(PY) scripts/train_default_model.py --steps 15000 --ema 0.999
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
