@@ -79,6 +79,8 @@ def main(argv=None) -> int:
                    help="training loss (weighted_ce: the U-Net paper's border weights)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
+    p.add_argument("--sampling", default="area", choices=("area", "objects"),
+                   help="pick images in proportion to their area or to their nuclei (see TrainConfig.sampling)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
@@ -114,6 +116,7 @@ def main(argv=None) -> int:
         lr=args.lr,
         loss=args.loss,
         ema=args.ema,
+        sampling=args.sampling,
         val_every=args.val_every,
         val_fraction=0.05,
         seed=args.seed,

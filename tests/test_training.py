@@ -73,6 +73,26 @@ def test_patches_are_drawn_only_around_reviewed_pixels():
     assert ((targets != IGNORE_INDEX).sum(axis=(1, 2)) > 0).all()
 
 
+@pytest.mark.parametrize("sampling, share", [("area", (0.85, 1.0)), ("objects", (0.0, 0.25))])
+def test_images_are_picked_by_area_or_by_objects(sampling, share):
+    # A small image of 8 objects and one 16 times larger holding a single object: by area the
+    # large one gives 16 of 17 patches, by objects 1 of 9.
+    rng = np.random.default_rng(0)
+    small_labels = np.repeat(np.repeat(np.arange(1, 9, dtype=np.uint16).reshape(2, 4), 32, 0), 16, 1)
+    large_labels = np.full((256, 256), 99, np.uint16)
+    config = small_model().config
+    samples = [
+        s
+        for labels in (small_labels, large_labels)
+        for s in make_samples(rng.integers(0, 255, labels.shape).astype(np.uint8), labels, config)
+    ]
+    sampler = PatchSampler(samples, patch=32, augment=TrainConfig(steps=1).augment, object_bias=0.5,
+                           sampling=sampling, rng=np.random.default_rng(0))
+    _, _, labels = sampler.batch(200)
+    from_large = np.mean([(patch == 99).any() for patch in labels])
+    assert share[0] <= from_large <= share[1], (sampling, from_large)
+
+
 def test_stop_returns_within_a_second_with_a_usable_model():
     image, labels = _real_crop(256)
     model = small_model(seed=2)

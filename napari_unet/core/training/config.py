@@ -68,6 +68,12 @@ class TrainConfig(BaseModel):
     w0: float = Field(10.0, ge=0, description="border weight of the paper's weighted cross-entropy")
     sigma: float = Field(5.0, gt=0, description="border width (px) of the paper's weighted cross-entropy")
     object_bias: float = Field(0.5, ge=0, le=1, description="share of patches centred on an object")
+    sampling: Literal["area", "objects"] = Field(
+        "area",
+        description="how often each image gives a patch: in proportion to its reviewed pixels ('area'), or to "
+        "its labelled objects ('objects': every object as likely, for images of very different sizes and "
+        "magnifications, where large images of small objects would otherwise crowd out the others)",
+    )
     augment: AugmentConfig = AugmentConfig()
     val_every: int = Field(50, ge=1)
     val_fraction: float = Field(0.2, ge=0, lt=1)

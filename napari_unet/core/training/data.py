@@ -158,6 +158,10 @@ class PatchSampler:
     augment : AugmentConfig
     object_bias : float
         Probability that a patch is centred on a labelled object (else on any reviewed pixel).
+    sampling : {"area", "objects"}
+        Each sample is picked in proportion to its reviewed pixels, or to the
+        labelled objects in them (at least one, so that a reviewed region with
+        no objects in it is still trained on).
     rng : numpy.random.Generator
     """
 
@@ -168,6 +172,7 @@ class PatchSampler:
         patch: int,
         augment: AugmentConfig,
         object_bias: float,
+        sampling: str = "area",
         rng: np.random.Generator,
     ):
         samples = [s for s in samples if (s.target != IGNORE_INDEX).any()]
@@ -178,12 +183,17 @@ class PatchSampler:
         self.augment = augment
         self.object_bias = object_bias
         self.rng = rng
-        counts = np.array([(s.target != IGNORE_INDEX).sum() for s in samples], dtype=np.float64)
-        self._p = counts / counts.sum()
         self._reviewed = [np.flatnonzero(s.target != IGNORE_INDEX) for s in samples]
         self._objects = [np.flatnonzero((s.target != IGNORE_INDEX) & (s.labels > 0)) for s in samples]
         # labels are only used inside the reviewed region (per-object loss weights)
         self._labels = [np.where(s.target != IGNORE_INDEX, s.labels, 0) for s in samples]
+        if sampling == "area":
+            weights = np.array([r.size for r in self._reviewed], dtype=np.float64)
+        elif sampling == "objects":
+            weights = np.array([max(1, np.unique(lab[lab > 0]).size) for lab in self._labels], dtype=np.float64)
+        else:
+            raise ValueError(f"sampling must be 'area' or 'objects', got {sampling!r}")
+        self._p = weights / weights.sum()
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` patches: images ``(n, C, P, P)`` float32, targets ``(n, P, P)`` int64 and

@@ -137,7 +137,12 @@ class Trainer:
         # An unpadded U-Net takes only some sizes, U^2-Net multiples of 32: the next one up.
         patch = self.network.valid_input_size(config.patch)
         self.sampler = PatchSampler(
-            train, patch=patch, augment=config.augment, object_bias=config.object_bias, rng=self.rng
+            train,
+            patch=patch,
+            augment=config.augment,
+            object_bias=config.object_bias,
+            sampling=config.sampling,
+            rng=self.rng,
         )
         self.loss_fn = loss_for_outputs(config.loss, model.config.network.out_channels)
         self._stop = False
