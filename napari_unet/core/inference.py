@@ -437,9 +437,10 @@ def predict(image, model: Model | Segmenter | str | os.PathLike, **kwargs) -> np
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     tile : int, optional
-        Tile side (the model's default otherwise).
-    overlap : float
-        Fraction of a tile shared with each neighbour (default 0.25).
+        Largest tile side (the model's own by default).
+    overlap : float, optional
+        Output shared by adjacent tiles: a fraction of the tile (< 1) or
+        pixels (>= 1); the model's own (pixels) by default.
     batch_size : int
         Tiles per forward pass.
     object_size : float, "auto" or None
