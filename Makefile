@@ -49,7 +49,7 @@ run: env system-deps
 bench: env
 	$(PY) benchmarks/tiled_prediction.py
 
-# Rebuild the shipped default model from ../shared/data/dsb2018 (about 70 minutes on 2 CPU cores; see docs/model_card.md).
+# Rebuild the shipped default model from ../shared/data/dsb2018 (about 95 minutes on 2 CPU cores; see docs/model_card.md).
 default-model: env
 	$(PY) scripts/train_default_model.py --steps 15000 --ema 0.999
 
