@@ -81,6 +81,8 @@ def main(argv=None) -> int:
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
     p.add_argument("--sampling", default="area", choices=("area", "objects"),
                    help="pick images in proportion to their area or to their nuclei (see TrainConfig.sampling)")
+    p.add_argument("--zoom", type=float, nargs=2, default=(0.7, 1.4), metavar=("MIN", "MAX"),
+                   help="range of the scale augmentation around --object-size (log-uniform)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
         val_every=args.val_every,
         val_fraction=0.05,
         seed=args.seed,
-        augment=AugmentConfig(scale=(0.7, 1.4), elastic=True, noise=0.05),
+        augment=AugmentConfig(scale=tuple(args.zoom), elastic=True, noise=0.05),
     )
     # The validation images are the same whatever --seed is, so that a stage started --from another
     # one is compared with it on images neither was trained on.
