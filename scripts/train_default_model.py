@@ -83,6 +83,9 @@ def main(argv=None) -> int:
                    help="pick images in proportion to their area or to their nuclei (see TrainConfig.sampling)")
     p.add_argument("--zoom", type=float, nargs=2, default=(0.7, 1.4), metavar=("MIN", "MAX"),
                    help="range of the scale augmentation around --object-size (log-uniform)")
+    p.add_argument("--val-by-modality", action="store_true",
+                   help="hold out the validation images per modality tag of index.json (5%% of each, at least one), "
+                   "so that H&E and brightfield are in the validation score; default: 5%% of all at once, as shipped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
@@ -126,7 +129,11 @@ def main(argv=None) -> int:
     )
     # The validation images are the same whatever --seed is, so that a stage started --from another
     # one is compared with it on images neither was trained on.
-    train, val = split_validation(samples, train_config.val_fraction, np.random.default_rng(0))
+    groups = None
+    if args.val_by_modality:
+        modality = {e["id"]: e["modality"] for e in json.loads((args.data / "index.json").read_text())}
+        groups = [modality[s.name] for s in samples]
+    train, val = split_validation(samples, train_config.val_fraction, np.random.default_rng(0), groups=groups)
     print(f"{len(train)} training images, {len(val)} validation images, {len(split['test'])} held out", flush=True)
     trainer = Trainer(model, train, val, train_config, device=args.device, from_scratch=args.parent is None)
     start = time.time()

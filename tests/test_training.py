@@ -1,5 +1,6 @@
 """Training core: ignored pixels never count, Stop is prompt, a bad fine-tune is not adopted."""
 
+import dataclasses
 import threading
 import time
 
@@ -127,6 +128,26 @@ def test_the_validation_split_holds_out_a_band_of_a_single_image():
     overlap = (train[0].target != IGNORE_INDEX) & (val[0].target != IGNORE_INDEX)
     assert not overlap.any()
     assert 0.2 < val[0].reviewed.mean() < 0.3
+
+
+def test_the_validation_split_by_group_holds_out_each_group_and_keeps_the_plain_split_as_it_was():
+    image, labels = _real_crop(64)
+    (sample,) = make_samples(image, labels, small_model().config)
+    samples = [dataclasses.replace(sample, name=f"{i}") for i in range(25)]
+    groups = ["fluorescence"] * 20 + ["H&E"] * 4 + ["brightfield"]
+    train, val = split_validation(samples, 0.1, np.random.default_rng(0), groups=groups)
+    group_of = {s.name: g for s, g in zip(samples, groups)}
+    held = [group_of[s.name] for s in val]
+    # 10% of each group, at least one of a group of two or more; a group of one stays in training
+    assert sorted(held) == ["H&E", "fluorescence", "fluorescence"]
+    assert {s.name for s in train} | {s.name for s in val} == {s.name for s in samples}
+    assert not {s.name for s in train} & {s.name for s in val}
+    # drawn from all at once (no groups), the same seed gives the split it always gave
+    train_plain, val_plain = split_validation(samples, 0.1, np.random.default_rng(0))
+    order = np.random.default_rng(0).permutation(25)
+    assert [s.name for s in val_plain] == [f"{i}" for i in order[:2]]
+    with pytest.raises(ValueError, match="one group per sample"):
+        split_validation(samples, 0.1, np.random.default_rng(0), groups=groups[:-1])
 
 
 def test_u2net_p_is_trained_on_its_six_side_outputs_and_the_fused_one(monkeypatch):

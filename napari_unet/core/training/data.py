@@ -103,7 +103,11 @@ def make_samples(
 
 
 def split_validation(
-    samples: list[Sample], fraction: float, rng: np.random.Generator
+    samples: list[Sample],
+    fraction: float,
+    rng: np.random.Generator,
+    *,
+    groups: Sequence[str] | None = None,
 ) -> tuple[list[Sample], list[Sample]]:
     """Hold out part of the reviewed data for validation.
 
@@ -111,9 +115,23 @@ def split_validation(
     With fewer, a band of each sample's reviewed region (``fraction`` of it,
     along its longer side) is held out and ignored for training, so even a
     single corrected image yields a validation score.
+
+    ``groups`` (one key per sample, say the imaging modality) holds out whole
+    samples, ``fraction`` of each group and at least one of every group of two
+    or more: a group of few samples is then never left out of the validation
+    score by chance, as it can be when samples are drawn from all at once.
     """
+    if groups is not None and len(groups) != len(samples):
+        raise ValueError(f"expected one group per sample ({len(samples)}), got {len(groups)}")
     if fraction <= 0 or not samples:
         return list(samples), []
+    if groups is not None:
+        held: set[int] = set()
+        for key in sorted(set(groups)):
+            members = [i for i, g in enumerate(groups) if g == key]
+            n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
+            held.update(members[j] for j in rng.permutation(len(members))[:n_val])
+        return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
     if len(samples) >= 5:
         order = rng.permutation(len(samples))
         n_val = max(1, round(fraction * len(samples)))
