@@ -33,6 +33,7 @@ from napari_unet.core.config import ModelConfig
 from napari_unet.core.model import Model, load_model
 from napari_unet.core.progress import run
 from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples, split_validation
+from napari_unet.core.training.data import draw_per_group
 from napari_unet.core.training.files import scale_to
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,15 +42,11 @@ SPLIT = ROOT / "scripts" / "dsb2018_split.json"
 
 def held_out_split(index: list[dict], fraction: float, seed: int) -> dict[str, list[str]]:
     """Image ids held out per modality (at least one per modality), the rest for training."""
-    rng = np.random.default_rng(seed)
-    test, train = [], []
-    for modality in sorted({e["modality"] for e in index}):
-        ids = sorted(e["id"] for e in index if e["modality"] == modality)
-        order = rng.permutation(len(ids))
-        n = max(1, round(fraction * len(ids)))
-        test += [ids[i] for i in order[:n]]
-        train += [ids[i] for i in order[n:]]
-    return {"seed": seed, "fraction": fraction, "test": sorted(test), "train": sorted(train)}
+    entries = sorted(index, key=lambda e: e["id"])
+    drawn = draw_per_group([e["modality"] for e in entries], fraction, np.random.default_rng(seed), keep_one=False)
+    test = [e["id"] for i, e in enumerate(entries) if i in drawn]
+    train = [e["id"] for i, e in enumerate(entries) if i not in drawn]
+    return {"seed": seed, "fraction": fraction, "test": test, "train": train}
 
 
 def load_split(data: Path, fraction: float, seed: int) -> dict:

@@ -102,6 +102,25 @@ def make_samples(
     return samples
 
 
+def draw_per_group(
+    groups: Sequence[str], fraction: float, rng: np.random.Generator, *, keep_one: bool
+) -> set[int]:
+    """Indices of ``fraction`` of each group's members (at least one of each), drawn with ``rng``.
+
+    Groups are drawn in sorted order of their keys, members in the order given,
+    so the same groups and seed always give the same draw. ``keep_one`` leaves
+    at least one member of every group undrawn (a group of one is never drawn).
+    """
+    drawn: set[int] = set()
+    for key in sorted(set(groups)):
+        members = [i for i, g in enumerate(groups) if g == key]
+        n = max(1, round(fraction * len(members)))
+        if keep_one:
+            n = min(len(members) - 1, n)
+        drawn.update(members[j] for j in rng.permutation(len(members))[:n])
+    return drawn
+
+
 def split_validation(
     samples: list[Sample],
     fraction: float,
@@ -126,11 +145,7 @@ def split_validation(
     if fraction <= 0 or not samples:
         return list(samples), []
     if groups is not None:
-        held: set[int] = set()
-        for key in sorted(set(groups)):
-            members = [i for i, g in enumerate(groups) if g == key]
-            n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
-            held.update(members[j] for j in rng.permutation(len(members))[:n_val])
+        held = draw_per_group(groups, fraction, rng, keep_one=True)
         return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
     if len(samples) >= 5:
         order = rng.permutation(len(samples))
