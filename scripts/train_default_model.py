@@ -33,7 +33,7 @@ from napari_unet.core.config import ModelConfig
 from napari_unet.core.model import Model, load_model
 from napari_unet.core.progress import run
 from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples, split_validation
-from napari_unet.core.training.data import draw_per_group
+from napari_unet.core.training.data import check_shares, draw_per_group, share_by_group
 from napari_unet.core.training.files import scale_to
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +83,25 @@ def main(argv=None) -> int:
     p.add_argument("--val-by-modality", action="store_true",
                    help="hold out the validation images per modality tag of index.json (5%% of each, at least one), "
                    "so that H&E and brightfield are in the validation score; default: 5%% of all at once, as shipped")
+    p.add_argument("--modality-share", nargs=2, action="append", default=[], metavar=("MODALITY", "SHARE"),
+                   help="give the training images of this modality tag of index.json this share of the patches "
+                   "(e.g. rgb_brightfield/HE 0.25; repeatable; the others share the rest by --sampling); "
+                   "default: every image by --sampling alone, as shipped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     if args.steps is None and args.minutes is None:
         args.minutes = 60.0
+    modality = {e["id"]: e["modality"] for e in json.loads((args.data / "index.json").read_text())}
+    try:
+        shares = {name: float(share) for name, share in args.modality_share}
+    except ValueError:
+        p.error(f"--modality-share takes a modality tag and a number, got {args.modality_share}")
+    try:
+        check_shares(shares, list(modality.values()))
+    except ValueError as e:
+        p.error(f"--modality-share: {e}")
 
     torch.manual_seed(args.seed)
     split = load_split(args.data, 0.15, args.seed)
@@ -126,11 +139,10 @@ def main(argv=None) -> int:
     )
     # The validation images are the same whatever --seed is, so that a stage started --from another
     # one is compared with it on images neither was trained on.
-    groups = None
-    if args.val_by_modality:
-        modality = {e["id"]: e["modality"] for e in json.loads((args.data / "index.json").read_text())}
-        groups = [modality[s.name] for s in samples]
+    groups = [modality[s.name] for s in samples] if args.val_by_modality else None
     train, val = split_validation(samples, train_config.val_fraction, np.random.default_rng(0), groups=groups)
+    if shares:
+        train = share_by_group(train, [modality[s.name] for s in train], shares, args.sampling)
     print(f"{len(train)} training images, {len(val)} validation images, {len(split['test'])} held out", flush=True)
     trainer = Trainer(model, train, val, train_config, device=args.device, from_scratch=args.parent is None)
     start = time.time()

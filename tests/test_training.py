@@ -1,6 +1,7 @@
 """Training core: ignored pixels never count, Stop is prompt, a bad fine-tune is not adopted."""
 
 import dataclasses
+import re
 import threading
 import time
 
@@ -13,7 +14,7 @@ from napari_unet import segment
 from napari_unet.core.config import IGNORE_INDEX
 from napari_unet.core.targets import instance_targets
 from napari_unet.core.training import TrainConfig, Trainer, make_samples, split_validation
-from napari_unet.core.training.data import PatchSampler
+from napari_unet.core.training.data import PatchSampler, sampling_weights, share_by_group
 
 from .conftest import dsb_path, small_model
 
@@ -92,6 +93,54 @@ def test_images_are_picked_by_area_or_by_objects(sampling, share):
     _, _, labels = sampler.batch(200)
     from_large = np.mean([(patch == 99).any() for patch in labels])
     assert share[0] <= from_large <= share[1], (sampling, from_large)
+
+
+def _small_and_large_samples():
+    """Eight 32 x 64 images of 8 objects and one 256 x 256 image of a single object (id 99)."""
+    rng = np.random.default_rng(0)
+    small_labels = np.repeat(np.repeat(np.arange(1, 9, dtype=np.uint16).reshape(2, 4), 16, 0), 16, 1)
+    large_labels = np.full((256, 256), 99, np.uint16)
+    config = small_model().config
+    return [
+        s
+        for labels in [small_labels] * 8 + [large_labels]
+        for s in make_samples(rng.integers(0, 255, labels.shape).astype(np.uint8), labels, config)
+    ]
+
+
+@pytest.mark.parametrize("sampling", ["area", "objects"])
+def test_a_group_given_a_share_of_the_patches_gets_it(sampling):
+    # By area the large image gives 65536 / (65536 + 8 * 2048) = 80% of the patches, by objects
+    # 1 / 65 = 1.5%; given a share of 40% it gets 40% either way, and the small images keep
+    # equal shares of the rest.
+    samples = _small_and_large_samples()
+    groups = ["small"] * 8 + ["large"]
+    weighted = share_by_group(samples, groups, {"large": 0.4}, sampling)
+    p = sampling_weights(weighted, sampling)
+    p /= p.sum()
+    np.testing.assert_allclose(p, [0.6 / 8] * 8 + [0.4])
+    assert [s.name for s in weighted] == [s.name for s in samples]
+    assert all(s.weight == 1.0 for s in samples), "the samples given are left as they were"
+    sampler = PatchSampler(weighted, patch=32, augment=TrainConfig(steps=1).augment, object_bias=0.5,
+                           sampling=sampling, rng=np.random.default_rng(0))
+    _, _, labels = sampler.batch(400)
+    from_large = np.mean([(patch == 99).any() for patch in labels])
+    assert 0.33 <= from_large <= 0.47, (sampling, from_large)
+
+
+@pytest.mark.parametrize(
+    "shares, message",
+    [
+        ({"HE": 0.3}, "no samples in the group"),
+        ({"large": 0.0}, "must be in (0, 1]"),
+        ({"large": 1.0}, "expected less than 1 while other groups ['small']"),
+        ({"large": 0.5, "small": 0.4}, "expected 1, as every group is named"),
+    ],
+)
+def test_shares_that_cannot_be_met_are_refused(shares, message):
+    samples = _small_and_large_samples()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        share_by_group(samples, ["small"] * 8 + ["large"], shares, "area")
 
 
 def test_stop_returns_within_a_second_with_a_usable_model():

@@ -42,6 +42,9 @@ class Sample:
     zoom : float
         Magnification applied when patches are drawn (model object size /
         this sample's object size), so every sample is seen at the model's scale.
+    weight : float
+        How often this sample gives a patch, relative to the others: it multiplies
+        the sample's area or object count (see :class:`PatchSampler`).
     """
 
     image: np.ndarray
@@ -50,6 +53,7 @@ class Sample:
     target: np.ndarray
     name: str = ""
     zoom: float = 1.0
+    weight: float = 1.0
 
     @property
     def n_reviewed(self) -> int:
@@ -119,6 +123,71 @@ def draw_per_group(
             n = min(len(members) - 1, n)
         drawn.update(members[j] for j in rng.permutation(len(members))[:n])
     return drawn
+
+
+def sampling_weights(samples: Sequence[Sample], sampling: str) -> np.ndarray:
+    """How often each sample gives a patch (not normalised): its reviewed pixels ("area")
+    or its labelled objects in them ("objects", at least one), times its ``weight``;
+    0 for a sample with nothing reviewed."""
+    if sampling not in ("area", "objects"):
+        raise ValueError(f"sampling must be 'area' or 'objects', got {sampling!r}")
+    out = []
+    for s in samples:
+        if not s.weight >= 0:
+            raise ValueError(f"a sample's weight must be 0 or more, got {s.weight} for {s.name or 'a sample'}")
+        reviewed = s.target != IGNORE_INDEX
+        if sampling == "area":
+            base = int(reviewed.sum())
+        else:
+            base = max(1, np.unique(s.labels[reviewed & (s.labels > 0)]).size) if reviewed.any() else 0
+        out.append(base * s.weight)
+    return np.array(out, dtype=np.float64)
+
+
+def check_shares(shares: dict[str, float], groups: Sequence[str]) -> None:
+    """Raise ValueError unless ``shares`` names groups among ``groups`` with shares in (0, 1]
+    that leave something for the groups not named (and add up to 1 when all are named)."""
+    unknown = sorted(set(shares) - set(groups))
+    if unknown:
+        raise ValueError(f"no samples in the group(s) {unknown}; the groups are {sorted(set(groups))}")
+    if any(not 0 < v <= 1 for v in shares.values()):
+        raise ValueError(f"each share must be in (0, 1], got {shares}")
+    rest = set(groups) - set(shares)
+    total = sum(shares.values())
+    if (rest and total >= 1) or (not rest and abs(total - 1) > 1e-9):
+        raise ValueError(
+            f"the shares add up to {total:g}: expected less than 1 while other groups {sorted(rest)} share the rest"
+            if rest
+            else f"the shares add up to {total:g}: expected 1, as every group is named"
+        )
+
+
+def share_by_group(
+    samples: Sequence[Sample], groups: Sequence[str], shares: dict[str, float], sampling: str
+) -> list[Sample]:
+    """The samples, weighted so that each group named in ``shares`` gives that share of the patches.
+
+    Within a group, samples keep their relative weights (by area or objects,
+    see :func:`sampling_weights`); the groups not named share what is left in
+    the same proportions as before. Say ``{"rgb_brightfield/HE": 0.25}`` to see
+    a rare modality in a quarter of the patches instead of in its share of the pixels.
+    """
+    if len(groups) != len(samples):
+        raise ValueError(f"expected one group per sample ({len(samples)}), got {len(groups)}")
+    check_shares(shares, groups)
+    rest = set(groups) - set(shares)
+    total = sum(shares.values())
+    base = sampling_weights(samples, sampling)
+    group_of = np.asarray(groups, dtype=object)
+    weight = {g: base[group_of == g].sum() for g in set(groups)}
+    if any(weight[g] == 0 for g in shares):
+        raise ValueError(f"a group given a share has nothing reviewed to sample: {sorted(shares)}")
+    rest_weight = sum(weight[g] for g in rest)
+    factor = {g: shares[g] / weight[g] for g in shares}
+    factor.update({g: (1 - total) / rest_weight if rest_weight else 0.0 for g in rest})
+    # Scale so that the factors stay near 1 (the weights are relative).
+    norm = base.sum()
+    return [replace(s, weight=s.weight * factor[g] * norm) for s, g in zip(samples, groups)]
 
 
 def split_validation(
@@ -194,7 +263,7 @@ class PatchSampler:
     sampling : {"area", "objects"}
         Each sample is picked in proportion to its reviewed pixels, or to the
         labelled objects in them (at least one, so that a reviewed region with
-        no objects in it is still trained on).
+        no objects in it is still trained on), times its ``weight``.
     rng : numpy.random.Generator
     """
 
@@ -220,12 +289,9 @@ class PatchSampler:
         self._objects = [np.flatnonzero((s.target != IGNORE_INDEX) & (s.labels > 0)) for s in samples]
         # labels are only used inside the reviewed region (per-object loss weights)
         self._labels = [np.where(s.target != IGNORE_INDEX, s.labels, 0) for s in samples]
-        if sampling == "area":
-            weights = np.array([r.size for r in self._reviewed], dtype=np.float64)
-        elif sampling == "objects":
-            weights = np.array([max(1, np.unique(lab[lab > 0]).size) for lab in self._labels], dtype=np.float64)
-        else:
-            raise ValueError(f"sampling must be 'area' or 'objects', got {sampling!r}")
+        weights = sampling_weights(samples, sampling)
+        if not weights.sum() > 0:
+            raise ValueError("every sample has weight 0: nothing to draw patches from")
         self._p = weights / weights.sum()
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
