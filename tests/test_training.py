@@ -75,19 +75,24 @@ def test_patches_are_drawn_only_around_reviewed_pixels():
     assert ((targets != IGNORE_INDEX).sum(axis=(1, 2)) > 0).all()
 
 
-@pytest.mark.parametrize("sampling, share", [("area", (0.85, 1.0)), ("objects", (0.0, 0.25))])
-def test_images_are_picked_by_area_or_by_objects(sampling, share):
-    # A small image of 8 objects and one 16 times larger holding a single object: by area the
-    # large one gives 16 of 17 patches, by objects 1 of 9.
+def _small_and_large_samples(n_small):
+    """``n_small`` 64 x 64 images of 8 objects, then one 256 x 256 image of a single object (id 99)."""
     rng = np.random.default_rng(0)
     small_labels = np.repeat(np.repeat(np.arange(1, 9, dtype=np.uint16).reshape(2, 4), 32, 0), 16, 1)
     large_labels = np.full((256, 256), 99, np.uint16)
     config = small_model().config
-    samples = [
+    return [
         s
-        for labels in (small_labels, large_labels)
+        for labels in [small_labels] * n_small + [large_labels]
         for s in make_samples(rng.integers(0, 255, labels.shape).astype(np.uint8), labels, config)
     ]
+
+
+@pytest.mark.parametrize("sampling, share", [("area", (0.85, 1.0)), ("objects", (0.0, 0.25))])
+def test_images_are_picked_by_area_or_by_objects(sampling, share):
+    # A small image of 8 objects and one 16 times larger holding a single object: by area the
+    # large one gives 16 of 17 patches, by objects 1 of 9.
+    samples = _small_and_large_samples(1)
     sampler = PatchSampler(samples, patch=32, augment=TrainConfig(steps=1).augment, object_bias=0.5,
                            sampling=sampling, rng=np.random.default_rng(0))
     _, _, labels = sampler.batch(200)
@@ -95,25 +100,12 @@ def test_images_are_picked_by_area_or_by_objects(sampling, share):
     assert share[0] <= from_large <= share[1], (sampling, from_large)
 
 
-def _small_and_large_samples():
-    """Eight 32 x 64 images of 8 objects and one 256 x 256 image of a single object (id 99)."""
-    rng = np.random.default_rng(0)
-    small_labels = np.repeat(np.repeat(np.arange(1, 9, dtype=np.uint16).reshape(2, 4), 16, 0), 16, 1)
-    large_labels = np.full((256, 256), 99, np.uint16)
-    config = small_model().config
-    return [
-        s
-        for labels in [small_labels] * 8 + [large_labels]
-        for s in make_samples(rng.integers(0, 255, labels.shape).astype(np.uint8), labels, config)
-    ]
-
-
 @pytest.mark.parametrize("sampling", ["area", "objects"])
 def test_a_group_given_a_share_of_the_patches_gets_it(sampling):
-    # By area the large image gives 65536 / (65536 + 8 * 2048) = 80% of the patches, by objects
+    # By area the large image gives 65536 / (65536 + 8 * 4096) = 67% of the patches, by objects
     # 1 / 65 = 1.5%; given a share of 40% it gets 40% either way, and the small images keep
     # equal shares of the rest.
-    samples = _small_and_large_samples()
+    samples = _small_and_large_samples(8)
     groups = ["small"] * 8 + ["large"]
     weighted = share_by_group(samples, groups, {"large": 0.4}, sampling)
     p = sampling_weights(weighted, sampling)
@@ -138,7 +130,7 @@ def test_a_group_given_a_share_of_the_patches_gets_it(sampling):
     ],
 )
 def test_shares_that_cannot_be_met_are_refused(shares, message):
-    samples = _small_and_large_samples()
+    samples = _small_and_large_samples(8)
     with pytest.raises(ValueError, match=re.escape(message)):
         share_by_group(samples, ["small"] * 8 + ["large"], shares, "area")
 
