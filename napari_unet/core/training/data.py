@@ -144,9 +144,10 @@ def sampling_weights(samples: Sequence[Sample], sampling: str) -> np.ndarray:
     return np.array(out, dtype=np.float64)
 
 
-def check_shares(shares: dict[str, float], groups: Sequence[str]) -> None:
-    """Raise ValueError unless ``shares`` names groups among ``groups`` with shares in (0, 1]
-    that leave something for the groups not named (and add up to 1 when all are named)."""
+def check_shares(shares: dict[str, float], groups: Sequence[str]) -> set[str]:
+    """The groups that ``shares`` does not name; ValueError unless it names groups among
+    ``groups`` with shares in (0, 1] that leave something for the groups not named (and add
+    up to 1 when all are named)."""
     unknown = sorted(set(shares) - set(groups))
     if unknown:
         raise ValueError(f"no samples in the group(s) {unknown}; the groups are {sorted(set(groups))}")
@@ -160,6 +161,7 @@ def check_shares(shares: dict[str, float], groups: Sequence[str]) -> None:
             if rest
             else f"the shares add up to {total:g}: expected 1, as every group is named"
         )
+    return rest
 
 
 def share_by_group(
@@ -172,10 +174,8 @@ def share_by_group(
     the same proportions as before. Say ``{"rgb_brightfield/HE": 0.25}`` to see
     a rare modality in a quarter of the patches instead of in its share of the pixels.
     """
-    if len(groups) != len(samples):
-        raise ValueError(f"expected one group per sample ({len(samples)}), got {len(groups)}")
-    check_shares(shares, groups)
-    rest = set(groups) - set(shares)
+    _check_one_group_each(samples, groups)
+    rest = check_shares(shares, groups)
     total = sum(shares.values())
     base = sampling_weights(samples, sampling)
     group_of = np.asarray(groups, dtype=object)
@@ -209,8 +209,8 @@ def split_validation(
     or more: a group of few samples is then never left out of the validation
     score by chance, as it can be when samples are drawn from all at once.
     """
-    if groups is not None and len(groups) != len(samples):
-        raise ValueError(f"expected one group per sample ({len(samples)}), got {len(groups)}")
+    if groups is not None:
+        _check_one_group_each(samples, groups)
     if fraction <= 0 or not samples:
         return list(samples), []
     if groups is not None:
@@ -233,6 +233,11 @@ def split_validation(
         train.append(replace(s, target=train_target, reviewed=s.reviewed & ~band))
         val.append(replace(s, reviewed=s.reviewed & band, target=np.where(band, s.target, IGNORE_INDEX).astype(np.uint8)))
     return train, val
+
+
+def _check_one_group_each(samples: Sequence[Sample], groups: Sequence[str]) -> None:
+    if len(groups) != len(samples):
+        raise ValueError(f"expected one group per sample ({len(samples)}), got {len(groups)}")
 
 
 def _validation_band(reviewed: np.ndarray, fraction: float) -> np.ndarray | None:
