@@ -87,6 +87,8 @@ def main(argv=None) -> int:
                    help="give the training images of this modality tag of index.json this share of the patches "
                    "(e.g. rgb_brightfield/HE 0.25; repeatable; the others share the rest by --sampling); "
                    "default: every image by --sampling alone, as shipped")
+    p.add_argument("--keep", default="best", choices=("best", "last"),
+                   help="keep the weights with the best validation score (as shipped) or those of the last step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto")
@@ -134,6 +136,7 @@ def main(argv=None) -> int:
         sampling=args.sampling,
         val_every=args.val_every,
         val_fraction=0.05,
+        keep=args.keep,
         seed=args.seed,
         augment=AugmentConfig(scale=tuple(args.zoom), elastic=True, noise=0.05),
     )

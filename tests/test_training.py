@@ -258,3 +258,27 @@ def test_ema_keeps_the_moving_average_of_the_weights_and_batch_norm_statistics(e
     # With averaging on, what is kept is not simply the last step's weights.
     moved = any(not torch.allclose(kept[k].float(), last[k].float()) for k in kept if "num_batches" not in k)
     assert moved == bool(ema)
+
+
+@pytest.mark.parametrize("keep, kept_at, score", [("best", 0, 0.9), ("last", 2, 0.7)])
+def test_the_best_scored_or_the_last_weights_are_kept(keep, kept_at, score, monkeypatch):
+    from napari_unet.core.training.scoring import Score
+
+    scores = iter([0.9, 0.5, 0.7])  # validation at steps 2, 4 and 6: best first, last not the worst
+    monkeypatch.setattr(Trainer, "_score", lambda self, network: Score(next(scores), "AP@0.5", {}))
+    image, labels = _real_crop(128)
+    model = small_model(seed=3)
+    samples = make_samples(image, labels, model.config)
+    config = TrainConfig(steps=6, patch=64, batch_size=2, val_every=2, val_fraction=0.0, keep=keep, tune_thresholds=False)
+    trainer = Trainer(model, samples, samples, config, device="cpu")
+    validated = []
+    for update in trainer.run():
+        if update.score is not None:
+            validated.append({k: v.detach().clone() for k, v in trainer.network.state_dict().items()})
+    assert len(validated) == 3
+    assert trainer.result.best_score.value == pytest.approx(score)
+    kept = trainer.result.model.network.state_dict()
+    for key, value in validated[kept_at].items():
+        torch.testing.assert_close(kept[key], value)
+    # the first and last checkpoints differ, so the comparison above tells them apart
+    assert any(not torch.equal(validated[0][k], validated[2][k]) for k in kept if kept[k].is_floating_point())

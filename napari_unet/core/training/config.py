@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
 
     Length: ``steps`` or ``minutes`` (whichever comes first when both are
     given). A validation score is computed every ``val_every`` steps on held-out
-    reviewed data; the best checkpoint is kept.
+    reviewed data; the best-scoring checkpoint is kept, or the last one (``keep="last"``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,6 +76,11 @@ class TrainConfig(BaseModel):
     )
     augment: AugmentConfig = AugmentConfig()
     val_every: int = Field(50, ge=1)
+    keep: Literal["best", "last"] = Field(
+        "best",
+        description="which weights are the result: those with the best validation score, or those of the last "
+        "step ('last': for long runs on few validation images, whose best score can be an early checkpoint's luck)",
+    )
     val_fraction: float = Field(0.2, ge=0, lt=1)
     tune_thresholds: bool = Field(
         True, description="instances: choose the post-processing thresholds on the validation data at the end"

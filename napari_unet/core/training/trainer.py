@@ -181,7 +181,8 @@ class Trainer:
             current = None
             if self.val_samples and (step % cfg.val_every == 0 or self._finished(step, elapsed)):
                 current = self._score(kept)
-                if best_score is None or current.value > best_score.value:
+                # keep="last": every score replaces the one before, so the last step's (scored at the end) stays.
+                if cfg.keep == "last" or best_score is None or current.value > best_score.value:
                     best_score, best_state = current, copy.deepcopy(kept.state_dict())
             update = TrainUpdate(step, cfg.steps, elapsed, self._seconds_left(step, elapsed), loss, current)
             history.append(update)
