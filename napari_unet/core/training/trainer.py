@@ -181,15 +181,16 @@ class Trainer:
             current = None
             if self.val_samples and (step % cfg.val_every == 0 or self._finished(step, elapsed)):
                 current = self._score(kept)
-                # keep="last": every score replaces the one before, so the last step's (scored at the end) stays.
-                if cfg.keep == "last" or best_score is None or current.value > best_score.value:
+                if cfg.keep == "last":  # the last step is always scored; its weights are taken after the loop
+                    best_score = current
+                elif best_score is None or current.value > best_score.value:
                     best_score, best_state = current, copy.deepcopy(kept.state_dict())
             update = TrainUpdate(step, cfg.steps, elapsed, self._seconds_left(step, elapsed), loss, current)
             history.append(update)
             yield update
-        if best_state is None:  # no validation: the last state is the result
+        if best_state is None:  # keep="last", or no validation: the last state is the result
             best_state = kept.state_dict()
-            if self.val_samples and step:
+            if best_score is None and self.val_samples and step:
                 best_score = self._score(kept)
         # A stopped run returns at once: tuning would keep the user waiting seconds after Stop.
         tune = self._tunes_thresholds() and step > 0 and not self._stop
