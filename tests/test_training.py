@@ -282,3 +282,24 @@ def test_the_best_scored_or_the_last_weights_are_kept(keep, kept_at, score, monk
         torch.testing.assert_close(kept[key], value)
     # the first and last checkpoints differ, so the comparison above tells them apart
     assert any(not torch.equal(validated[0][k], validated[2][k]) for k in kept if kept[k].is_floating_point())
+
+
+def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():
+    # The model card's claim that `make default-model` rebuilds the shipped weights rests on this:
+    # patches, augmentation, initial weights and validation all follow the seed.
+    image, labels = _real_crop(128)
+
+    def train(seed):
+        model = small_model(seed=3)
+        samples = make_samples(image, labels, model.config)
+        config = TrainConfig(steps=4, patch=64, batch_size=2, val_every=2, val_fraction=0.0, ema=0.5, seed=seed)
+        trainer = Trainer(model, samples, samples, config, device="cpu", from_scratch=True)
+        for _ in trainer.run():
+            pass
+        return trainer.result.model.network.state_dict(), trainer.result.model.config.thresholds
+
+    (a, ta), (b, tb), (c, _) = train(0), train(0), train(1)
+    assert ta == tb
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
