@@ -286,7 +286,8 @@ def test_the_best_scored_or_the_last_weights_are_kept(keep, kept_at, score, monk
 
 def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():
     # The model card's claim that `make default-model` rebuilds the shipped weights rests on this:
-    # patches, augmentation, initial weights and validation all follow the seed.
+    # patches, augmentation and every step follow TrainConfig.seed (the script seeds the initial
+    # weights itself, before building the network; here they are the same for all three runs).
     image, labels = _real_crop(128)
 
     def train(seed):
