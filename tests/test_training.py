@@ -27,6 +27,16 @@ def _real_crop(size=128):
     return image, labels
 
 
+def _small_trainer(*, validate: bool, from_scratch: bool = False, **settings) -> Trainer:
+    """A small model (seed 3) on a real 128-pixel crop, pairs of 64-pixel patches, validated
+    on its own training samples when ``validate``; ``settings`` are the rest of the TrainConfig."""
+    image, labels = _real_crop(128)
+    model = small_model(seed=3)
+    samples = make_samples(image, labels, model.config)
+    config = TrainConfig(patch=64, batch_size=2, val_fraction=0.0, **settings)
+    return Trainer(model, samples, samples if validate else [], config, device="cpu", from_scratch=from_scratch)
+
+
 def test_targets_outside_the_reviewed_region_are_ignored_and_do_not_shape_the_inside():
     labels = np.zeros((10, 10), np.uint16)
     labels[2:8, 2:8] = 1
@@ -237,11 +247,7 @@ def test_a_two_class_model_trains_and_validates_on_instance_labels_taken_as_fore
 
 @pytest.mark.parametrize("ema", [0.0, 0.6])
 def test_ema_keeps_the_moving_average_of_the_weights_and_batch_norm_statistics(ema):
-    image, labels = _real_crop(128)
-    model = small_model(seed=3)
-    samples = make_samples(image, labels, model.config)
-    config = TrainConfig(steps=4, patch=64, batch_size=2, val_fraction=0.0, ema=ema, tune_thresholds=False)
-    trainer = Trainer(model, samples, [], config, device="cpu")
+    trainer = _small_trainer(validate=False, steps=4, ema=ema, tune_thresholds=False)
     expected = None
     for _ in trainer.run():
         state = {k: v.detach().clone().float() for k, v in trainer.network.state_dict().items()}
@@ -266,11 +272,7 @@ def test_the_best_scored_or_the_last_weights_are_kept(keep, kept_at, score, monk
 
     scores = iter([0.9, 0.5, 0.7])  # validation at steps 2, 4 and 6: best first, last not the worst
     monkeypatch.setattr(Trainer, "_score", lambda self, network: Score(next(scores), "AP@0.5", {}))
-    image, labels = _real_crop(128)
-    model = small_model(seed=3)
-    samples = make_samples(image, labels, model.config)
-    config = TrainConfig(steps=6, patch=64, batch_size=2, val_every=2, val_fraction=0.0, keep=keep, tune_thresholds=False)
-    trainer = Trainer(model, samples, samples, config, device="cpu")
+    trainer = _small_trainer(validate=True, steps=6, val_every=2, keep=keep, tune_thresholds=False)
     validated = []
     for update in trainer.run():
         if update.score is not None:
@@ -288,13 +290,8 @@ def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():
     # The model card's claim that `make default-model` rebuilds the shipped weights rests on this:
     # patches, augmentation and every step follow TrainConfig.seed (the script seeds the initial
     # weights itself, before building the network; here they are the same for all three runs).
-    image, labels = _real_crop(128)
-
     def train(seed):
-        model = small_model(seed=3)
-        samples = make_samples(image, labels, model.config)
-        config = TrainConfig(steps=4, patch=64, batch_size=2, val_every=2, val_fraction=0.0, ema=0.5, seed=seed)
-        trainer = Trainer(model, samples, samples, config, device="cpu", from_scratch=True)
+        trainer = _small_trainer(validate=True, from_scratch=True, steps=4, val_every=2, ema=0.5, seed=seed)
         for _ in trainer.run():
             pass
         return trainer.result.model.network.state_dict(), trainer.result.model.config.thresholds
