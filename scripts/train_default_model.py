@@ -29,7 +29,8 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_unet.core.config import ModelConfig
+from napari_unet.core.config import ModelConfig, choices
+from napari_unet.core.devices import DEVICE_CHOICES
 from napari_unet.core.model import Model, load_model
 from napari_unet.core.progress import run
 from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples, split_validation
@@ -72,11 +73,11 @@ def main(argv=None) -> int:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--loss", default="ce_dice", choices=("ce", "dice", "ce_dice", "weighted_ce"),
+    p.add_argument("--loss", default="ce_dice", choices=choices(TrainConfig, "loss"),
                    help="training loss (weighted_ce: the U-Net paper's border weights)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
-    p.add_argument("--sampling", default="area", choices=("area", "objects"),
+    p.add_argument("--sampling", default="area", choices=choices(TrainConfig, "sampling"),
                    help="pick images in proportion to their area or to their nuclei (see TrainConfig.sampling)")
     p.add_argument("--zoom", type=float, nargs=2, default=(0.7, 1.4), metavar=("MIN", "MAX"),
                    help="range of the scale augmentation around --object-size (log-uniform)")
@@ -87,11 +88,11 @@ def main(argv=None) -> int:
                    help="give the training images of this modality tag of index.json this share of the patches "
                    "(e.g. rgb_brightfield/HE 0.25; repeatable; the others share the rest by --sampling); "
                    "default: every image by --sampling alone, as shipped")
-    p.add_argument("--keep", default="best", choices=("best", "last"),
+    p.add_argument("--keep", default="best", choices=choices(TrainConfig, "keep"),
                    help="keep the weights with the best validation score (as shipped) or those of the last step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     args = p.parse_args(argv)
     if args.steps is None and args.minutes is None:
         args.minutes = 60.0

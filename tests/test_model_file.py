@@ -94,3 +94,13 @@ def test_config_errors_say_what_was_found():
         ModelConfig(task="semantic", network={"out_channels": 3}, class_names=("a", "b"))
     with pytest.raises(ValueError, match="extra"):
         ModelConfig(network={"depht": 3})
+
+
+def test_choices_are_the_values_a_setting_takes():
+    from napari_unet.core.config import UNetConfig, choices
+    from napari_unet.core.training import TrainConfig
+
+    assert choices(TrainConfig, "keep") == ("best", "last")
+    assert choices(UNetConfig, "upsampling") == ("bilinear", "transposed")
+    with pytest.raises(TypeError, match="TrainConfig.lr is not a Literal"):
+        choices(TrainConfig, "lr")

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.config import INSTANCE_CLASSES, ModelConfig
+from ..core.config import INSTANCE_CLASSES, ModelConfig, UNetConfig, choices
+from ..core.devices import DEVICE_CHOICES
 from ..core.errors import NapariUNetError
 from ..core.model import Model, load_model
 from ..core.progress import run
@@ -41,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--masks", nargs="+", help="reviewed-region TIFFs (nonzero = reviewed), one per image")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--from", dest="start", default="default", help="default | PATH | scratch (default: default)")
-    p.add_argument("--task", choices=("instances", "semantic"), default="instances", help="for --from scratch")
+    p.add_argument("--task", choices=choices(ModelConfig, "task"), default="instances", help="for --from scratch")
     p.add_argument(
         "--classes", type=positive_int, default=2,
         help="semantic classes, for --from scratch; 1 gives one sigmoid output (foreground vs background)",
@@ -54,7 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--width", type=positive_int, default=16, help="first-level channels of a U-Net, for --from scratch")
     p.add_argument("--depth", type=positive_int, default=4, help="poolings of a U-Net, for --from scratch")
     p.add_argument(
-        "--upsampling", choices=("bilinear", "transposed"), default="bilinear",
+        "--upsampling", choices=choices(UNetConfig, "upsampling"), default="bilinear",
         help="up-sampling of --arch unet: bilinear + 1x1 conv (default) or 2x2 up-convolution",
     )
     p.add_argument("--object-size", type=float, help="object diameter (px) to train at (default: the parent's)")
@@ -62,15 +63,15 @@ def add_parser(sub) -> None:
     length.add_argument("--steps", type=positive_int, help="training steps")
     length.add_argument("--minutes", type=float, help="training time")
     p.add_argument("--config", help="JSON file of training settings (TrainConfig fields); options override it")
-    p.add_argument("--loss", choices=("ce", "dice", "ce_dice", "weighted_ce", "bce"), help="training loss")
-    p.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), help="optimiser (SGD and RMSprop: momentum 0.99)")
+    p.add_argument("--loss", choices=choices(TrainConfig, "loss"), help="training loss")
+    p.add_argument("--optimizer", choices=choices(TrainConfig, "optimizer"), help="optimiser (SGD and RMSprop: momentum 0.99)")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--patch", type=positive_int, help="training patch side (pixels)")
     p.add_argument("--batch-size", type=positive_int, help="patches per step")
     p.add_argument("--seed", type=int, help="random seed of the initial weights, patches and augmentation")
     p.add_argument("--axes", help="axes of the images (default: from the files)")
     p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--force", action="store_true", help="write the result even if it did not beat the parent")
     p.set_defaults(run=main)
 

@@ -7,7 +7,7 @@ Validation happens here, once; the rest of the code trusts it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -16,6 +16,14 @@ INSTANCE_CLASSES = ("background", "interior", "boundary")
 # Target value of pixels that carry no annotation: losses and metrics skip them
 # (never taken as background). 255, as in the DRIVE recipe's ignore label.
 IGNORE_INDEX = 255
+
+
+def choices(settings: type[BaseModel], field: str) -> tuple[str, ...]:
+    """The values a ``Literal`` field of a settings model takes: a command line's choices come from here."""
+    values = get_args(settings.model_fields[field].annotation)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise TypeError(f"{settings.__name__}.{field} is not a Literal of strings")
+    return values
 
 
 class _Strict(BaseModel):
