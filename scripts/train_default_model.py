@@ -88,8 +88,10 @@ def main(argv=None) -> int:
                    help="give the training images of this modality tag of index.json this share of the patches "
                    "(e.g. rgb_brightfield/HE 0.25; repeatable; the others share the rest by --sampling); "
                    "default: every image by --sampling alone, as shipped")
-    p.add_argument("--keep", default="best", choices=choices(TrainConfig, "keep"),
-                   help="keep the weights with the best validation score (as shipped) or those of the last step")
+    p.add_argument("--keep", default="last", choices=choices(TrainConfig, "keep"),
+                   help="keep the weights of the last step (default; the shipped run's best score was its last "
+                   "step's) or those with the best validation score, which on these 28 validation images "
+                   "picked early checkpoints that did worse on the held-out images (docs/model_trials.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=400, help="steps between validation scores")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
