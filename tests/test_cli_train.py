@@ -77,9 +77,9 @@ def test_bad_settings_are_one_line(tmp_path, pair, capsys):
 def test_a_choice_the_settings_do_not_take_is_refused_with_those_they_do(tmp_path, pair, capsys):
     image, labels, _ = pair
     args = ["train", "--images", str(image), "--labels", str(labels), "-o", str(tmp_path / "m.safetensors")]
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as refused:
         main(args + ["--loss", "focal"])
-    assert exit.value.code == 2
+    assert refused.value.code == 2
     err = capsys.readouterr().err
     assert "'focal'" in err and all(name in err for name in ("'ce_dice'", "'weighted_ce'", "'bce'"))
     assert not (tmp_path / "m.safetensors").exists()

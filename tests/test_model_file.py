@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import save_file
 
 from napari_unet import ModelFileError, load_model
-from napari_unet.core.config import ModelConfig
+from napari_unet.core.config import ModelConfig, UNetConfig, choices
 from napari_unet.core.model import Model
+from napari_unet.core.training import TrainConfig
 
 
 def test_a_saved_model_loads_with_the_same_config_and_outputs(tmp_path, model):
@@ -97,9 +98,6 @@ def test_config_errors_say_what_was_found():
 
 
 def test_choices_are_the_values_a_setting_takes():
-    from napari_unet.core.config import UNetConfig, choices
-    from napari_unet.core.training import TrainConfig
-
     assert choices(TrainConfig, "keep") == ("best", "last")
     assert choices(UNetConfig, "upsampling") == ("bilinear", "transposed")
     with pytest.raises(TypeError, match="TrainConfig.lr is not a Literal"):
