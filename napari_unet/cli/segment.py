@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.batch import FORMATS, BatchOptions, FileDone, check_writable, describe, iter_segment_files, plan_jobs
 from ..core.cluster import parse_scheduler
-from ..core.inference import Segmenter, as_model
+from ..core.inference import OUTPUTS, Segmenter, as_model
 from ..core.progress import Notice, Progress, run
 from .options import add_model_options, add_tiling_options, channel_list, object_size, positive_int
 from .progressbar import ProgressBar
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=FORMATS, help="output format (default: the output's suffix; tif for a folder)")
     add_model_options(p)
     add_tiling_options(p)
-    p.add_argument("--labels", choices=("instances", "semantic"), default="instances", help="kind of labels")
+    p.add_argument("--labels", choices=OUTPUTS, default="instances", help="kind of labels")
     p.add_argument("--axes", help="axes of the input, e.g. ZYX or TZCYX (default: from the file)")
     p.add_argument("--channels", type=channel_list, help="input channels to feed the model, e.g. 0 or 1,0")
     p.add_argument("--min-size", type=positive_int, default=10, help="drop objects smaller than this (pixels)")

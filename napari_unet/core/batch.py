@@ -37,7 +37,7 @@ import numpy as np
 
 from .axes import PlaneLayout, plane_layout
 from .errors import ImageError, NapariUNetError, StackFileError
-from .inference import Output, Segmenter, iter_labels
+from .inference import OUTPUTS, Output, Segmenter, iter_labels
 from .labels_store import PartialStore, complete_store, drop_scratch, is_done
 from .model import Model
 from .progress import Progress
@@ -97,7 +97,7 @@ class BatchOptions:
     stitch_z: float | None = None
 
     def __post_init__(self):
-        if self.labels not in ("instances", "semantic"):
+        if self.labels not in OUTPUTS:
             raise ValueError(f"labels must be 'instances' or 'semantic', got {self.labels!r}")
         if self.min_size < 1:
             raise ValueError(f"min_size must be at least 1, got {self.min_size}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from .stack_ids import StackIds
 from .tiling import count_tiles, predict_tiles
 
 Output = Literal["instances", "semantic"]
+OUTPUTS: tuple[str, ...] = get_args(Output)
 PlaneOutput = Literal["instances", "semantic", "probabilities"]
 
 

@@ -17,10 +17,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..axes import plane_layout
-from ..config import IGNORE_INDEX, ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig, choices
 from ..normalize import normalize
 from ..targets import instance_targets, semantic_targets
-from .config import AugmentConfig
+from .config import AugmentConfig, TrainConfig
 
 
 @dataclass
@@ -129,7 +129,7 @@ def sampling_weights(samples: Sequence[Sample], sampling: str) -> np.ndarray:
     """How often each sample gives a patch (not normalised): its reviewed pixels ("area")
     or its labelled objects in them ("objects", at least one), times its ``weight``;
     0 for a sample with nothing reviewed."""
-    if sampling not in ("area", "objects"):
+    if sampling not in choices(TrainConfig, "sampling"):
         raise ValueError(f"sampling must be 'area' or 'objects', got {sampling!r}")
     out = []
     for s in samples:
