@@ -151,6 +151,6 @@ def test_a_search_from_below_that_settles_slowly_still_wins_over_the_zoom_of_pie
     # so each step gains little: three steps do not settle, and the zoom of the pieces was
     # kept; four do, at 0.69, against the right 0.5.
     x = _discs(40)
-    assert estimate_scale(x, _lagging_model, TRAINED, iterations=3) > 2
+    assert estimate_scale(x, _lagging_model, TRAINED, iterations_below=3) > 2
     scale = estimate_scale(x, _lagging_model, TRAINED)
     assert TRAINED / 40 <= scale < 0.75, scale

@@ -63,7 +63,8 @@ def estimate_scale(
     label_crop: Callable[[np.ndarray], np.ndarray],
     object_size: float,
     *,
-    iterations: int = 5,
+    iterations: int = 3,
+    iterations_below: int = 5,
 ) -> float:
     """The zoom that brings the objects of ``x`` to ``object_size`` pixels.
 
@@ -76,10 +77,16 @@ def estimate_scale(
     object_size : float
         Diameter (pixels) the model was trained at.
     iterations : int
-        Most measurements per search. Near its trained size a model draws
-        objects at about that size whatever the zoom, so a search from far
-        below can take four or five steps to settle (with three, large H&E
-        nuclei at 2x were left at the zoom of their pieces).
+        Most measurements of the search from the native zoom. More let a
+        search that climbs after ever smaller pieces of large nuclei zoom on
+        until it finds nothing at all, and then the search from below is lost
+        (a 2x fluorescence image went 15x wrong with five).
+    iterations_below : int
+        Most measurements of the search from far below. Near its trained size
+        a model draws objects at about that size whatever the zoom, so this
+        search gains little per step and can take four or five to settle
+        (with three, large H&E nuclei at 2x were left at the zoom of their
+        pieces).
 
     Returns
     -------
@@ -93,7 +100,7 @@ def estimate_scale(
     # which can look settled at a zoom that is still too large, and can even hold up at half of
     # it. So check again from well below, and keep the smaller zoom where that one settles on
     # several objects (tiny objects made far too small can settle as one clump of all of them).
-    lower, settled, count = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations)
+    lower, settled, count = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations_below)
     if lower is None or not settled or count < MIN_OBJECTS or lower >= scale:
         return scale
     # Unless the larger zoom holds up at half of it and the smaller does not: crowded objects
