@@ -128,9 +128,9 @@ def test_large_objects_whose_pieces_hold_up_at_half_the_zoom_lose_to_the_search_
 
 def _lagging_model(x: np.ndarray) -> np.ndarray:
     """Labels as a model trained at 20 px gives them when its outlines lag behind the zoom: an
-    object near the trained size is drawn at 16 px (4/5 of it) whatever its size, a larger one
-    8 px smaller than it is, and one over 1.8 times the trained size comes out in pieces of
-    about the trained size (texture taken for boundaries)."""
+    object under 16 px is drawn as it is, one near the trained size at 16 px (4/5 of it)
+    whatever its size, a larger one 8 px smaller than it is, and one over 1.8 times the trained
+    size comes out in pieces (texture taken for boundaries)."""
     labels, _ = ndi.label(x[0] > 0.5)
     d = object_diameters(labels)
     big = np.isin(labels, np.flatnonzero(d > 1.8 * TRAINED) + 1)
@@ -146,8 +146,8 @@ def _lagging_model(x: np.ndarray) -> np.ndarray:
 
 
 def test_a_search_from_below_that_settles_slowly_still_wins_over_the_zoom_of_pieces():
-    # 40 px nuclei come out in pieces, and zoomed in until the pieces are of the trained size
-    # that settles (2.6x). From far below, objects near the trained size are drawn too small,
+    # 40 px nuclei come out in pieces; zoomed in until the pieces are of the trained size (2.6x),
+    # that settles. From far below, objects near the trained size are drawn too small,
     # so each step gains little: three steps do not settle, and the zoom of the pieces was
     # kept; four do, at 0.69, against the right 0.5.
     x = _discs(40)
