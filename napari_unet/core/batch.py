@@ -98,7 +98,7 @@ class BatchOptions:
 
     def __post_init__(self):
         if self.labels not in OUTPUTS:
-            raise ValueError(f"labels must be 'instances' or 'semantic', got {self.labels!r}")
+            raise ValueError(f"labels must be {' or '.join(map(repr, OUTPUTS))}, got {self.labels!r}")
         if self.min_size < 1:
             raise ValueError(f"min_size must be at least 1, got {self.min_size}")
         if self.stitch_z is not None:

@@ -223,7 +223,7 @@ class Segmenter:
             )
         if output == "semantic":
             return semantic_labels(prob)
-        raise ValueError(f"output must be 'instances' or 'semantic', got {output!r}")
+        raise ValueError(f"output must be {' or '.join(map(repr, OUTPUTS))}, got {output!r}")
 
 
 def as_model(model: Model | str | os.PathLike) -> Model:

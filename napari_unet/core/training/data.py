@@ -129,8 +129,9 @@ def sampling_weights(samples: Sequence[Sample], sampling: str) -> np.ndarray:
     """How often each sample gives a patch (not normalised): its reviewed pixels ("area")
     or its labelled objects in them ("objects", at least one), times its ``weight``;
     0 for a sample with nothing reviewed."""
-    if sampling not in choices(TrainConfig, "sampling"):
-        raise ValueError(f"sampling must be 'area' or 'objects', got {sampling!r}")
+    allowed = choices(TrainConfig, "sampling")
+    if sampling not in allowed:
+        raise ValueError(f"sampling must be {' or '.join(map(repr, allowed))}, got {sampling!r}")
     out = []
     for s in samples:
         if not s.weight >= 0:
