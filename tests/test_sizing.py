@@ -21,15 +21,20 @@ def _discs(diameter: float, side: int = 600) -> np.ndarray:
     return image[None]
 
 
+def _grid(shape: tuple[int, int]) -> np.ndarray:
+    """Lines every ``TRAINED`` px: where a model cuts objects far larger than it knows."""
+    grid = np.zeros(shape, bool)
+    grid[:: int(TRAINED)], grid[:, :: int(TRAINED)] = True, True
+    return grid
+
+
 def _model_like(x: np.ndarray) -> np.ndarray:
     """Labels as a model trained at 20 px gives them: objects far larger than that come out in
     pieces of about 20 px (texture taken for boundaries), tiny ones are missed."""
     labels, _ = ndi.label(x[0] > 0.5)
     d = object_diameters(labels)
     big = np.isin(labels, np.flatnonzero(d > 2.5 * TRAINED) + 1)
-    grid = np.zeros(labels.shape, bool)
-    grid[:: int(TRAINED)], grid[:, :: int(TRAINED)] = True, True
-    pieces, _ = ndi.label((labels > 0) & ~(big & grid))
+    pieces, _ = ndi.label((labels > 0) & ~(big & _grid(labels.shape)))
     sizes = np.bincount(pieces.ravel())
     pieces[sizes[pieces] < 6] = 0
     return pieces
@@ -134,9 +139,7 @@ def _lagging_model(x: np.ndarray) -> np.ndarray:
     labels, _ = ndi.label(x[0] > 0.5)
     d = object_diameters(labels)
     big = np.isin(labels, np.flatnonzero(d > 1.8 * TRAINED) + 1)
-    grid = np.zeros(labels.shape, bool)
-    grid[:: int(TRAINED)], grid[:, :: int(TRAINED)] = True, True
-    out, _ = ndi.label(big & ~grid)
+    out, _ = ndi.label(big & ~_grid(labels.shape))
     whole = np.flatnonzero(d <= 1.8 * TRAINED) + 1
     drawn = np.where(d < 0.8 * TRAINED, d, np.where(d <= 1.2 * TRAINED, 0.8 * TRAINED, d - 0.4 * TRAINED))
     yy, xx = np.mgrid[: labels.shape[0], : labels.shape[1]]
