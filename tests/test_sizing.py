@@ -10,11 +10,11 @@ from napari_unet.core.targets import object_diameters
 TRAINED = 20.0
 
 
-def _discs(diameter: float, side: int = 600) -> np.ndarray:
-    """A (1, Y, X) image of bright discs of ``diameter`` px on a grid, apart from each other."""
+def _discs(diameter: float, side: int = 600, step: int | None = None) -> np.ndarray:
+    """A (1, Y, X) image of bright discs of ``diameter`` px on a grid ``step`` px apart."""
     yy, xx = np.mgrid[:side, :side]
     image = np.zeros((side, side), np.float32)
-    step = int(diameter * 1.6) + 2
+    step = step or int(diameter * 1.6) + 2
     for cy in range(step // 2, side - step // 2, step):
         for cx in range(step // 2, side - step // 2, step):
             image[(yy - cy) ** 2 + (xx - cx) ** 2 < (diameter / 2) ** 2] = 1.0
@@ -157,3 +157,26 @@ def test_a_search_from_below_that_settles_slowly_still_wins_over_the_zoom_of_pie
     assert estimate_scale(x, _lagging_model, TRAINED, iterations_below=3) > 2
     scale = estimate_scale(x, _lagging_model, TRAINED)
     assert TRAINED / 40 <= scale < 0.75, scale
+
+
+def _shattering_model(x: np.ndarray) -> np.ndarray:
+    """Labels as a model trained at 20 px gives them for large textured nuclei: an object up to
+    1.8 times the trained size is one object, a larger one comes out in pieces of half the
+    trained size whatever the zoom, and one over 5 times it is not seen at all."""
+    labels, _ = ndi.label(x[0] > 0.5)
+    d = object_diameters(labels)
+    whole = np.isin(labels, np.flatnonzero(d <= 1.8 * TRAINED) + 1)
+    big = np.isin(labels, np.flatnonzero((d > 1.8 * TRAINED) & (d <= 5 * TRAINED)) + 1)
+    half = np.zeros(labels.shape, bool)
+    half[:: int(TRAINED // 2)], half[:, :: int(TRAINED // 2)] = True, True
+    pieces, _ = ndi.label(big & ~half)
+    return np.where(whole, labels + pieces.max(), pieces)
+
+
+def test_a_search_that_zooms_in_after_pieces_until_it_finds_nothing_leaves_it_to_the_search_from_below():
+    # 82 px nuclei come out in 10 px pieces; zoomed in after them (2x), the one nucleus in the
+    # centre crop is too large to be seen at all. The ladder of zooms counts the pieces at 0.5x as
+    # the most plausible objects (5x too large); from far below the nuclei themselves settle, whole.
+    x = _discs(82, side=5 * 222, step=222)
+    assert np.median(object_diameters(_shattering_model(x))) < 0.6 * TRAINED
+    assert estimate_scale(x, _shattering_model, TRAINED) == pytest.approx(TRAINED / 82, rel=0.2)

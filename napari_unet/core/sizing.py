@@ -14,7 +14,10 @@ found at the native scale, a ladder of zooms is tried and the one that
 finds the most objects of plausible size wins. Objects far larger than the
 model knows can come out in pieces of about the trained size, which looks
 settled; so every zoom is searched for again from a much smaller one, and the
-smaller wins where it settles on at least :data:`MIN_OBJECTS` objects. Crowded
+smaller wins where it settles on at least :data:`MIN_OBJECTS` objects. The
+pieces can also grow ever smaller as the search zooms in after them, until it
+finds nothing: then too the search from below decides, and the ladder only if
+it does not settle. Crowded
 small objects made far too small merge into clumps, which can look settled
 as well: between two settled zooms, the one that holds up at half of it wins.
 """
@@ -79,8 +82,8 @@ def estimate_scale(
     iterations : int
         Most measurements of the search from the native zoom. More let a
         search that climbs after ever smaller pieces of large nuclei zoom on
-        until it finds nothing at all, and then the search from below is lost
-        (a 2x fluorescence image went 15x wrong with five).
+        until it finds nothing at all (a 2x fluorescence image went 15x wrong
+        with five, when such a search went straight to the ladder).
     iterations_below : int
         Most measurements of the search from far below. Near its trained size
         a model draws objects at about that size whatever the zoom, so this
@@ -93,7 +96,7 @@ def estimate_scale(
     float
         Scale factor; 1.0 when no objects are found at any zoom.
     """
-    scale, _, _ = _settle(x, label_crop, object_size, 1.0, iterations)
+    scale, _, seen = _settle(x, label_crop, object_size, 1.0, iterations)
     if scale is None:
         return _ladder(x, label_crop, object_size)
     # Objects much larger than the model knows break into pieces of about the trained size,
@@ -101,7 +104,12 @@ def estimate_scale(
     # it. So check again from well below, and keep the smaller zoom where that one settles on
     # several objects (tiny objects made far too small can settle as one clump of all of them).
     lower, settled, count = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations_below)
-    if lower is None or not settled or count < MIN_OBJECTS or lower >= scale:
+    found_below = lower is not None and settled and count >= MIN_OBJECTS
+    if not seen:
+        # The search from the native zoom found objects, zoomed in after them, and found nothing
+        # there: pieces of objects far larger than the model knows, growing ever smaller.
+        return lower if found_below else _ladder(x, label_crop, object_size)
+    if not found_below or lower >= scale:
         return scale
     # Unless the larger zoom holds up at half of it and the smaller does not: crowded objects
     # made far too small merge into clumps of about the trained size, which can look settled
@@ -122,12 +130,13 @@ def _settle(
 ) -> tuple[float | None, bool, int]:
     """Zoom, measure, re-zoom from ``scale``.
 
-    The scale reached, whether it stopped moving, and how many objects the last measurement saw.
+    The scale reached, whether it stopped moving, and how many objects the last measurement saw:
+    ``None`` if the first measurement saw none; the zoom that saw none, unsettled, if a later one did.
     """
-    for _ in range(iterations):
+    for step in range(iterations):
         d = object_diameters(label_crop(_crop(x, scale)))
         if not d.size:
-            return None, False, 0
+            return (scale if step else None), False, 0
         wanted = float(np.clip(scale * object_size / float(np.median(d)), *LIMITS))
         if abs(math.log(wanted / scale)) < TOLERANCE:
             return wanted, True, d.size
