@@ -180,3 +180,16 @@ def test_a_search_that_zooms_in_after_pieces_until_it_finds_nothing_leaves_it_to
     x = _discs(82, side=5 * 222, step=222)
     assert np.median(object_diameters(_shattering_model(x))) < 0.6 * TRAINED
     assert estimate_scale(x, _shattering_model, TRAINED) == pytest.approx(TRAINED / 82, rel=0.2)
+
+
+def test_the_search_from_below_stops_when_it_comes_up_to_the_zoom_already_settled():
+    # Objects of the trained size settle at the native zoom at once; from far below, the first
+    # measurement already asks for that zoom, so the model is not run there a second time.
+    crops = []
+
+    def counted(x):
+        crops.append(x.shape)
+        return _model_like(x)
+
+    assert estimate_scale(_discs(20), counted, TRAINED) == pytest.approx(1.0, rel=0.05)
+    assert len(crops) == 2, crops

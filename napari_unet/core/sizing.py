@@ -103,7 +103,11 @@ def estimate_scale(
     # which can look settled at a zoom that is still too large, and can even hold up at half of
     # it. So check again from well below, and keep the smaller zoom where that one settles on
     # several objects (tiny objects made far too small can settle as one clump of all of them).
-    lower, settled, count = _settle(x, label_crop, object_size, min(scale / 4, 0.25), iterations_below)
+    # Once that search comes up to within the tolerance of the zoom already settled, it has found
+    # nothing smaller: it stops there, which saves its last measurements when the first zoom is right.
+    lower, settled, count = _settle(
+        x, label_crop, object_size, min(scale / 4, 0.25), iterations_below, ceiling=scale * math.exp(-TOLERANCE)
+    )
     found_below = lower is not None and settled and count >= MIN_OBJECTS
     if not seen:
         # The search from the native zoom found objects, zoomed in after them, and found nothing
@@ -126,18 +130,26 @@ def _holds(x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object
 
 
 def _settle(
-    x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object_size: float, scale: float, iterations: int
+    x: np.ndarray,
+    label_crop: Callable[[np.ndarray], np.ndarray],
+    object_size: float,
+    scale: float,
+    iterations: int,
+    ceiling: float = math.inf,
 ) -> tuple[float | None, bool, int]:
     """Zoom, measure, re-zoom from ``scale``.
 
     The scale reached, whether it stopped moving, and how many objects the last measurement saw:
-    ``None`` if the first measurement saw none; the zoom that saw none, unsettled, if a later one did.
+    ``None`` if the first measurement saw none; the zoom that saw none, unsettled, if a later one
+    did; the zoom wanted, unsettled, as soon as it reaches ``ceiling``.
     """
     for step in range(iterations):
         d = object_diameters(label_crop(_crop(x, scale)))
         if not d.size:
             return (scale if step else None), False, 0
         wanted = float(np.clip(scale * object_size / float(np.median(d)), *LIMITS))
+        if wanted >= ceiling:
+            return wanted, False, d.size
         if abs(math.log(wanted / scale)) < TOLERANCE:
             return wanted, True, d.size
         scale = wanted
