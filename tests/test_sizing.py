@@ -21,10 +21,10 @@ def _discs(diameter: float, side: int = 600, step: int | None = None) -> np.ndar
     return image[None]
 
 
-def _grid(shape: tuple[int, int]) -> np.ndarray:
-    """Lines every ``TRAINED`` px: where a model cuts objects far larger than it knows."""
+def _grid(shape: tuple[int, int], every: float = TRAINED) -> np.ndarray:
+    """Lines every ``every`` px: where a model cuts objects far larger than it knows."""
     grid = np.zeros(shape, bool)
-    grid[:: int(TRAINED)], grid[:, :: int(TRAINED)] = True, True
+    grid[:: int(every)], grid[:, :: int(every)] = True, True
     return grid
 
 
@@ -167,9 +167,7 @@ def _shattering_model(x: np.ndarray) -> np.ndarray:
     d = object_diameters(labels)
     whole = np.isin(labels, np.flatnonzero(d <= 1.8 * TRAINED) + 1)
     big = np.isin(labels, np.flatnonzero((d > 1.8 * TRAINED) & (d <= 5 * TRAINED)) + 1)
-    half = np.zeros(labels.shape, bool)
-    half[:: int(TRAINED // 2)], half[:, :: int(TRAINED // 2)] = True, True
-    pieces, _ = ndi.label(big & ~half)
+    pieces, _ = ndi.label(big & ~_grid(labels.shape, every=TRAINED // 2))
     return np.where(whole, labels + pieces.max(), pieces)
 
 
