@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from default_model_card import DATA, held_out, write_scaled  # noqa: E402
-from train_default_model import load_split  # noqa: E402
+from train_default_model import load_split, training_samples, validation_split  # noqa: E402
 
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.axes import plane_layout  # noqa: E402
@@ -53,8 +53,6 @@ from napari_unet.core.metrics import match_instances  # noqa: E402
 from napari_unet.core.postprocess import BOUNDARY, SPLIT_AREA, instance_labels  # noqa: E402
 from napari_unet.core.progress import run  # noqa: E402
 from napari_unet.core.stack_io import read_stack  # noqa: E402
-from napari_unet.core.training import make_samples, split_validation  # noqa: E402
-from napari_unet.core.training.files import scale_to  # noqa: E402
 from napari_unet.core.training.scoring import predict_samples  # noqa: E402
 
 THRESHOLDS = (0.02, 0.03, 0.04, 0.05, 0.1, 0.2)
@@ -108,35 +106,34 @@ def cut_by_boundary(labels, boundary, threshold, object_size, rim_fraction=0.0):
 
 
 def predictions(model, ids, scale, folder):
-    """(probabilities, truth, estimated object size) of each image at ``scale``."""
+    """(probabilities, truth, estimated object size, the model's labels) of each image at ``scale``."""
     images, labels = write_scaled(ids, scale, folder)
+    segmenter = Segmenter(model, device="cpu")
     out = []
     for image_file, label_file in zip(images, labels):
         stack = read_stack(image_file)
         layout = plane_layout(stack.shape, stack.axes, model.config.network.in_channels, None)
         ((_, plane),) = layout.planes(stack.data)
-        segmenter = Segmenter(model, device="cpu")
+        segmenter.new_image()  # the object size is estimated per image
         prob = run(segmenter.iter_probabilities(plane))
-        out.append((prob, tifffile.imread(label_file), segmenter.image_object_size))
+        out.append((prob, tifffile.imread(label_file), segmenter.image_object_size, segmenter.labels(prob)))
     return out
 
 
 def validation(model):
     """The validation images of scripts/train_default_model.py, at the model's trained zoom."""
-    split = load_split(DATA, 0.15, 0)
-    samples = []
-    for image_id in split["train"]:
-        image = tifffile.imread(DATA / "images" / f"{image_id}.tif")
-        labels = tifffile.imread(DATA / "labels" / f"{image_id}.tif")
-        samples += make_samples(image, labels, model.config, name=image_id)
-    _, val = split_validation(scale_to(samples, model.config.object_size), 0.05, np.random.default_rng(0))
-    return [(p.prob, p.labels, p.object_size) for p in predict_samples(model.network, val, model.config)]
+    samples = training_samples(DATA, load_split(DATA, 0.15, 0)["train"], model.config, model.config.object_size)
+    _, val = validation_split(samples)
+    return [
+        (p.prob, p.labels, p.object_size,
+         instance_labels(p.prob, thresholds=model.config.thresholds, object_size=p.object_size))
+        for p in predict_samples(model.network, val, model.config)
+    ]
 
 
-def ap50(preds, model, threshold=None, rim_fraction=0.0):
+def ap50(preds, threshold=None, rim_fraction=0.0):
     counts = None
-    for prob, truth, size in preds:
-        labels = instance_labels(prob, thresholds=model.config.thresholds, object_size=size)
+    for prob, truth, size, labels in preds:
         if threshold is not None:
             labels = cut_by_boundary(labels, prob[BOUNDARY], threshold, size, rim_fraction)
         c = match_instances(labels, truth, thresholds=(0.5,))
@@ -144,12 +141,11 @@ def ap50(preds, model, threshold=None, rim_fraction=0.0):
     return float(counts.average_precision[0])
 
 
-def errors(preds, model):
+def errors(preds):
     """Unmatched true and predicted objects at IoU 0.5, by kind."""
     kinds = dict.fromkeys(("merged", "missed", "poorly outlined (true)", "a piece",
                            "nothing", "poorly outlined (predicted)"), 0)
-    for prob, truth, size in preds:
-        labels = instance_labels(prob, thresholds=model.config.thresholds, object_size=size)
+    for _, truth, _, labels in preds:
         t, p = truth.ravel().astype(np.int64), labels.ravel().astype(np.int64)
         nt, npred = int(t.max()) + 1, int(p.max()) + 1
         inter = np.bincount(t * npred + p, minlength=nt * npred).reshape(nt, npred)
@@ -186,8 +182,8 @@ def main(argv=None) -> int:
     model = load_model(args.model)
     start = time.time()
     val = validation(model)
-    print(f"validation ({len(val)} images, AP@0.5): no cut {ap50(val, model):.4f}")
-    scores = {t: ap50(val, model, t) for t in THRESHOLDS}
+    print(f"validation ({len(val)} images, AP@0.5): no cut {ap50(val):.4f}")
+    scores = {t: ap50(val, t) for t in THRESHOLDS}
     print("  " + "  ".join(f"cut at {t}: {s:.4f}" for t, s in scores.items()))
     chosen = max(THRESHOLDS, key=lambda t: (scores[t], -t))
     print(f"  chosen threshold {chosen}")
@@ -197,11 +193,11 @@ def main(argv=None) -> int:
         for scale in (0.5, 1.0, 2.0):
             sets[("brightfield/H&E", scale)] = predictions(model, groups["brightfield/H&E"], scale, Path(tmp) / f"h{scale}")
     print("\nheld-out fluorescence, unmatched at IoU 0.5 (model's post-processing):")
-    for kind, n in errors(sets[("fluorescence", 1.0)], model).items():
+    for kind, n in errors(sets[("fluorescence", 1.0)]).items():
         print(f"  {kind:<28} {n:>4}")
     print(f"\nheld-out AP@0.5 {'no cut':>8} {'cut, 2 px':>10} {'cut, 0.1 d':>11}")
     for (group, scale), preds in sets.items():
-        row = [ap50(preds, model), ap50(preds, model, chosen), ap50(preds, model, chosen, 0.1)]
+        row = [ap50(preds), ap50(preds, chosen), ap50(preds, chosen, 0.1)]
         print(f"{group + f' {scale}x':<24} " + " ".join(f"{v:>10.4f}" for v in row))
     print(f"\n({time.time() - start:.0f} s)")
     return 0

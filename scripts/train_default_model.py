@@ -39,6 +39,7 @@ from napari_unet.core.training.files import scale_to
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = ROOT / "scripts" / "dsb2018_split.json"
+VAL_FRACTION = 0.05  # of the training images, held out to score checkpoints and tune thresholds
 
 
 def held_out_split(index: list[dict], fraction: float, seed: int) -> dict[str, list[str]]:
@@ -57,6 +58,25 @@ def load_split(data: Path, fraction: float, seed: int) -> dict:
     split = held_out_split(index, fraction, seed)
     SPLIT.write_text(json.dumps(split, indent=1) + "\n")
     return split
+
+
+def training_samples(data: Path, ids: list[str], config: ModelConfig, object_size: float) -> list:
+    """The training samples of the images ``ids``, each zoomed so that its median nucleus is ``object_size`` px."""
+    samples = []
+    for image_id in ids:
+        image = tifffile.imread(data / "images" / f"{image_id}.tif")
+        labels = tifffile.imread(data / "labels" / f"{image_id}.tif")
+        samples += make_samples(image, labels, config, name=image_id)
+    return scale_to(samples, object_size)
+
+
+def validation_split(samples: list, groups: list[str] | None = None) -> tuple[list, list]:
+    """(training, validation) samples.
+
+    The validation images are the same whatever --seed is, so that a stage started --from another
+    one is compared with it on images neither was trained on.
+    """
+    return split_validation(samples, VAL_FRACTION, np.random.default_rng(0), groups=groups)
 
 
 def main(argv=None) -> int:
@@ -122,12 +142,7 @@ def main(argv=None) -> int:
             object_size=args.object_size,
         )
         model = Model.from_config(config)
-    samples = []
-    for image_id in split["train"]:
-        image = tifffile.imread(args.data / "images" / f"{image_id}.tif")
-        labels = tifffile.imread(args.data / "labels" / f"{image_id}.tif")
-        samples += make_samples(image, labels, config, name=image_id)
-    samples = scale_to(samples, args.object_size)
+    samples = training_samples(args.data, split["train"], config, args.object_size)
     train_config = TrainConfig(
         steps=args.steps,
         minutes=args.minutes,
@@ -138,15 +153,13 @@ def main(argv=None) -> int:
         ema=args.ema,
         sampling=args.sampling,
         val_every=args.val_every,
-        val_fraction=0.05,
+        val_fraction=VAL_FRACTION,
         keep=args.keep,
         seed=args.seed,
         augment=AugmentConfig(scale=tuple(args.zoom), elastic=True, noise=0.05),
     )
-    # The validation images are the same whatever --seed is, so that a stage started --from another
-    # one is compared with it on images neither was trained on.
     groups = [modality[s.name] for s in samples] if args.val_by_modality else None
-    train, val = split_validation(samples, train_config.val_fraction, np.random.default_rng(0), groups=groups)
+    train, val = validation_split(samples, groups)
     if shares:
         train = share_by_group(train, [modality[s.name] for s in train], shares, args.sampling)
     print(f"{len(train)} training images, {len(val)} validation images, {len(split['test'])} held out", flush=True)
