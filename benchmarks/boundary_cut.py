@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from default_model_card import DATA, held_out, write_scaled  # noqa: E402
-from train_default_model import load_split, training_samples, validation_split  # noqa: E402
+from train_default_model import HELD_OUT_FRACTION, load_split, training_samples, validation_split  # noqa: E402
 
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.axes import plane_layout  # noqa: E402
@@ -122,7 +122,7 @@ def predictions(model, ids, scale, folder):
 
 def validation(model):
     """The validation images of scripts/train_default_model.py, at the model's trained zoom."""
-    samples = training_samples(DATA, load_split(DATA, 0.15, 0)["train"], model.config, model.config.object_size)
+    samples = training_samples(DATA, load_split(DATA, HELD_OUT_FRACTION, 0)["train"], model.config, model.config.object_size)
     _, val = validation_split(samples)
     return [
         (p.prob, p.labels, p.object_size,

@@ -39,6 +39,7 @@ from napari_unet.core.training.files import scale_to
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = ROOT / "scripts" / "dsb2018_split.json"
+HELD_OUT_FRACTION = 0.15  # of the images of each modality, never trained on (scripts/dsb2018_split.json)
 VAL_FRACTION = 0.05  # of the training images, held out to score checkpoints and tune thresholds
 
 
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
         p.error(f"--modality-share: {e}")
 
     torch.manual_seed(args.seed)
-    split = load_split(args.data, 0.15, args.seed)
+    split = load_split(args.data, HELD_OUT_FRACTION, args.seed)
     if args.parent is not None:
         model = load_model(args.parent)
         config = model.config
