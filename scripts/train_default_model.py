@@ -95,7 +95,16 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--loss", default="ce_dice", choices=choices(TrainConfig, "loss"),
-                   help="training loss (weighted_ce: the U-Net paper's border weights)")
+                   help="training loss (weighted_ce: the U-Net paper's border weights; weighted_ce_dice: those on the "
+                   "cross-entropy of ce_dice)")
+    p.add_argument("--border", default="gaps", choices=choices(TrainConfig, "border"),
+                   help="where the weighted losses' border term applies (see TrainConfig.border)")
+    p.add_argument("--w0", type=float, default=TrainConfig.model_fields["w0"].default,
+                   help="height of the weighted losses' border term")
+    p.add_argument("--sigma", type=float, default=TrainConfig.model_fields["sigma"].default,
+                   help="width (px, at the trained object size) of the weighted losses' border term")
+    p.add_argument("--no-class-balance", dest="class_balance", action="store_false",
+                   help="the weighted losses weigh background and foreground alike (no w_c)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
     p.add_argument("--sampling", default="area", choices=choices(TrainConfig, "sampling"),
@@ -151,6 +160,10 @@ def main(argv=None) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         loss=args.loss,
+        border=args.border,
+        w0=args.w0,
+        sigma=args.sigma,
+        class_balance=args.class_balance,
         ema=args.ema,
         sampling=args.sampling,
         val_every=args.val_every,

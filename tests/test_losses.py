@@ -6,12 +6,14 @@ import torch
 from napari_unet.core.config import IGNORE_INDEX
 from napari_unet.core.losses import (
     LOSSES,
+    WEIGHTED,
     bce_with_logits,
     ce_dice,
     cross_entropy,
     deep_supervision,
     dice_loss,
     get_loss,
+    weighted_ce_dice,
     weighted_cross_entropy,
 )
 
@@ -102,8 +104,21 @@ def test_a_uniform_weight_changes_nothing(name):
     ones, twos = torch.ones(2, 5, 6), torch.full((2, 5, 6), 2.0)
     loss = get_loss(name)
     assert loss(logits, target, weight=twos).item() == pytest.approx(loss(logits, target, weight=ones).item(), rel=1e-6)
-    if name != "weighted_ce":
+    if name not in WEIGHTED:
         assert loss(logits, target).item() == pytest.approx(loss(logits, target, weight=ones).item(), rel=1e-6)
+
+
+def test_weighted_ce_dice_weighs_the_cross_entropy_only():
+    weight = torch.tensor([[[1.0, 3.0]]])
+    ce = cross_entropy(LOGITS, TARGET, weight=weight).item()  # (ln 2 + 3 ln 4) / 4
+    assert ce == pytest.approx((LN2 + 3 * 2 * LN2) / 4)
+    expected = ce + dice_loss(LOGITS, TARGET).item()
+    assert weighted_ce_dice(LOGITS, TARGET, weight=weight).item() == pytest.approx(expected)
+    assert expected != pytest.approx(ce_dice(LOGITS, TARGET, weight=weight).item())  # which weighs the Dice too
+    one_channel = bce_with_logits(LOGITS1, TARGET, weight=weight).item() + dice_loss(LOGITS1, TARGET).item()
+    assert weighted_ce_dice(LOGITS1, TARGET, weight=weight).item() == pytest.approx(one_channel)
+    with pytest.raises(ValueError, match=r"weighted_ce_dice needs the pixel weight map `weight`.*got None"):
+        weighted_ce_dice(LOGITS, TARGET)
 
 
 def test_deep_supervision_sums_the_side_and_fused_losses_after_upsampling():

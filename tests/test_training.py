@@ -50,8 +50,8 @@ def test_targets_outside_the_reviewed_region_are_ignored_and_do_not_shape_the_in
     assert a[4, 4] == 1 and a[2, 3] == 2 and a[0, 0] == 0
 
 
-@pytest.mark.parametrize("loss", ["ce_dice", "weighted_ce"])
-def test_labels_outside_the_reviewed_region_do_not_influence_training(loss):
+@pytest.mark.parametrize("loss, border", [("ce_dice", "gaps"), ("weighted_ce", "gaps"), ("weighted_ce_dice", "contacts")])
+def test_labels_outside_the_reviewed_region_do_not_influence_training(loss, border):
     image, labels = _real_crop()
     reviewed = np.zeros(labels.shape, bool)
     reviewed[16:96, 16:96] = True
@@ -61,7 +61,7 @@ def test_labels_outside_the_reviewed_region_do_not_influence_training(loss):
     for lab in (np.where(reviewed, labels, 0), garbage):
         model = small_model(seed=4)
         samples = make_samples(image, lab, model.config, reviewed=reviewed)
-        config = TrainConfig(steps=2, patch=64, batch_size=2, loss=loss, val_fraction=0)
+        config = TrainConfig(steps=2, patch=64, batch_size=2, loss=loss, border=border, val_fraction=0)
         trainer = Trainer(model, samples, [], config, device="cpu")
         run_to_end(trainer.run())
         weights.append(torch.cat([p.detach().flatten() for p in trainer.result.finetuned.network.parameters()]))

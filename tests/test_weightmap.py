@@ -15,7 +15,7 @@ def _disks(shape, centres, radii) -> np.ndarray:
     return labels
 
 
-def _brute_force(labels, *, w0, sigma) -> np.ndarray:
+def _brute_force(labels, *, w0, sigma, contacts=False) -> np.ndarray:
     """w_c + border term from one full-image distance transform per object."""
     ids = np.unique(labels)
     ids = ids[ids > 0]
@@ -23,7 +23,8 @@ def _brute_force(labels, *, w0, sigma) -> np.ndarray:
     fg = labels > 0
     n, n_fg = labels.size, np.count_nonzero(fg)
     wc = np.where(fg, n / (2 * n_fg), n / (2 * (n - n_fg)))
-    return wc + np.where(fg, 0, w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma**2)))
+    border = w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma**2))
+    return wc + (border if contacts else np.where(fg, 0, border))
 
 
 def test_border_term_by_hand():
@@ -67,15 +68,31 @@ def test_the_map_peaks_in_the_one_pixel_gap_between_two_disks():
     np.testing.assert_allclose(w[labels > 0], w_fg)
 
 
+@pytest.mark.parametrize("contacts", [False, True])
 @pytest.mark.parametrize("sigma", [3.0, 5.0])
-def test_the_fast_map_matches_full_distance_transforms_on_random_disks(sigma):
+def test_the_fast_map_matches_full_distance_transforms_on_random_disks(sigma, contacts):
     rng = np.random.default_rng(7)
     centres = rng.integers(8, 120, (15, 2))
     labels = _disks((128, 128), centres, rng.integers(4, 10, 15))
-    w = unet_weight_map(labels, w0=10, sigma=sigma)
-    ref = _brute_force(labels, w0=10, sigma=sigma)
+    w = unet_weight_map(labels, w0=10, sigma=sigma, contacts=contacts)
+    ref = _brute_force(labels, w0=10, sigma=sigma, contacts=contacts)
     assert np.abs(w - ref).max() < 1e-3 * 10
     assert (ref - ref.min() > 5).any()  # close pairs exist: the comparison is not trivial
+
+
+def test_contacts_weigh_the_rims_where_cells_touch_and_leave_lone_cells_alone():
+    # two 4 x 4 squares touching along x = 3 | 4, and a lone square far away
+    labels = np.zeros((6, 30), np.int32)
+    labels[1:5, 0:4], labels[1:5, 4:8], labels[1:5, 24:28] = 1, 2, 3
+    w = unet_weight_map(labels, w0=10, sigma=2, class_balance=False, contacts=True)
+    rim = 1 + 10 * math.exp(-1 / 8)  # d1 = 0 (own cell), d2 = 1 (the neighbour)
+    np.testing.assert_allclose(w[1:5, 3], rim, rtol=1e-6)
+    np.testing.assert_allclose(w[1:5, 4], rim, rtol=1e-6)
+    np.testing.assert_allclose(w[1:5, 2], 1 + 10 * math.exp(-4 / 8), rtol=1e-6)
+    np.testing.assert_array_equal(w[1:5, 24:28], 1)  # nothing within reach: no border term
+    gaps = unet_weight_map(labels, w0=10, sigma=2, class_balance=False)
+    np.testing.assert_array_equal(gaps[labels > 0], 1)  # the paper's map leaves the cells at w_c
+    np.testing.assert_array_equal(w[labels == 0], gaps[labels == 0])  # and both weigh the background alike
 
 
 def test_sparse_huge_ids_give_the_same_map():

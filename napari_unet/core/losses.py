@@ -157,13 +157,38 @@ def ce_dice(
     )
 
 
+def weighted_ce_dice(
+    logits: Tensor, target: Tensor, *, weight: Tensor | None = None, ignore_index: int | None = IGNORE_INDEX
+) -> Tensor:
+    """:func:`weighted_cross_entropy` plus an unweighted :func:`dice_loss`.
+
+    The pixel weights (required) steer the cross-entropy only; the Dice term
+    scores the overlap of each class as :func:`ce_dice` does. For K == 1 the
+    cross-entropy is :func:`bce_with_logits`. Parameters and result as for
+    :func:`weighted_cross_entropy`.
+    """
+    if weight is None:
+        raise ValueError(
+            "weighted_ce_dice needs the pixel weight map `weight` of shape (B, H, W), got None "
+            "(see napari_unet.core.weightmap.unet_weight_map)"
+        )
+    pixel_loss = bce_with_logits if logits.ndim == 4 and logits.shape[1] == 1 else cross_entropy
+    return pixel_loss(logits, target, weight=weight, ignore_index=ignore_index) + dice_loss(
+        logits, target, ignore_index=ignore_index
+    )
+
+
 LOSSES: dict[str, Loss] = {
     "ce": cross_entropy,
     "dice": dice_loss,
     "ce_dice": ce_dice,
     "bce": bce_with_logits,
     "weighted_ce": weighted_cross_entropy,
+    "weighted_ce_dice": weighted_ce_dice,
 }
+
+# The losses that take the U-Net border weights (the trainer computes them for these only).
+WEIGHTED = ("weighted_ce", "weighted_ce_dice")
 
 
 def get_loss(name: str) -> Loss:

@@ -9,6 +9,13 @@ distances to the nearest and the second nearest cell. The second term is
 large only in the thin background between two close cells, which is what the
 network must learn to keep open for touching cells to come out separate.
 
+Three-class instance targets (background / interior / boundary, see
+:mod:`napari_unet.core.targets`) part touching cells by their boundary rims,
+with no background between them, where the paper's term never reaches. With
+``contacts=True`` the term also weighs pixels of the cells, where ``d1`` is 0
+and ``d2`` the distance to the nearest other cell: it then marks the rims
+where cells touch or nearly do, which the network must learn to draw there.
+
 The distances are computed object by object, each only in its bounding box
 grown by the radius beyond which the border term cannot matter (see
 :func:`border_radius`), and only the two smallest per pixel are kept. The
@@ -44,13 +51,14 @@ def unet_weight_map(
     w0: float = 10.0,
     sigma: float = 5.0,
     class_balance: bool = True,
+    contacts: bool = False,
     ignore: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pixel weights ``w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))``.
 
     The border term applies to background pixels only, as in the paper: it
     marks the gaps between cells (inside a cell ``d1`` is 0 and the term would
-    only re-weigh its rim). It needs two objects within reach, so a pixel with
+    only re-weigh its rim), unless ``contacts`` is true. It needs two objects within reach, so a pixel with
     fewer than two objects within :func:`border_radius` gets none (the term
     would be below ``1e-3 * w0`` there anyway).
 
@@ -72,6 +80,10 @@ def unet_weight_map(
         such that both classes have the same total weight and ``w_c`` has mean
         1 (over non-ignored pixels); when false, or when one class is absent,
         ``w_c`` is 1.
+    contacts : bool
+        When true, the border term applies inside the cells too, as
+        ``w0 * exp(-d2(x)^2 / (2 sigma^2))``: highest on the rims where two
+        cells touch, nothing where a cell has no other within reach.
     ignore : ndarray of shape (Y, X), bool, optional
         Pixels without annotation: their weight is 0 and they do not count in
         the class frequencies. Objects there still count for distances.
@@ -103,7 +115,7 @@ def unet_weight_map(
     if w0 > 0:
         d1, d2 = _two_nearest(labels, border_radius(sigma))
         border = np.exp(-((d1 + d2) ** 2) / np.float32(2.0 * sigma**2))
-        weight += np.where(foreground, np.float32(0), np.float32(w0) * border)
+        weight += np.float32(w0) * (border if contacts else np.where(foreground, np.float32(0), border))
     if ignore is not None:
         weight[ignore] = 0
     return weight

@@ -62,11 +62,20 @@ class TrainConfig(BaseModel):
         "the weights of the last step (0: off; 0.999 averages over about the last 1000 steps)",
     )
     schedule: Literal["constant", "cosine"] = "cosine"
-    loss: Literal["ce", "dice", "ce_dice", "weighted_ce", "bce"] = Field(
+    loss: Literal["ce", "dice", "ce_dice", "weighted_ce", "weighted_ce_dice", "bce"] = Field(
         "ce_dice", description="for one-channel outputs ce and weighted_ce are binary (bce)"
     )
     w0: float = Field(10.0, ge=0, description="border weight of the paper's weighted cross-entropy")
     sigma: float = Field(5.0, gt=0, description="border width (px) of the paper's weighted cross-entropy")
+    border: Literal["gaps", "contacts"] = Field(
+        "gaps",
+        description="where the weighted losses' border term applies: the background gaps between cells, as in the "
+        "paper ('gaps'), or also the cells' own rims near another cell ('contacts'), where touching cells are "
+        "parted by the boundary class",
+    )
+    class_balance: bool = Field(
+        True, description="the weighted losses also balance background against foreground (the paper's w_c)"
+    )
     object_bias: float = Field(0.5, ge=0, le=1, description="share of patches centred on an object")
     sampling: Literal["area", "objects"] = Field(
         "area",

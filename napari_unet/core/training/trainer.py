@@ -40,7 +40,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import IGNORE_INDEX
 from ..devices import resolve_device
-from ..losses import deep_supervision, loss_for_outputs
+from ..losses import WEIGHTED, deep_supervision, loss_for_outputs
 from ..model import Model
 from ..weightmap import unet_weight_map
 from .config import TrainConfig
@@ -240,7 +240,7 @@ class Trainer:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(targets).to(self.device)
-        weight = self._weights(labels, targets) if cfg.loss == "weighted_ce" else None
+        weight = self._weights(labels, targets) if cfg.loss in WEIGHTED else None
         # Networks with side outputs (U^2-Net) are trained on all of them: deep supervision.
         with_sides = getattr(self.network, "forward_with_sides", None)
         with torch.autocast(self.device.type, enabled=use_amp):
@@ -264,7 +264,14 @@ class Trainer:
         """The paper's border weights, from the objects of each patch."""
         cfg = self.config
         maps = [
-            unet_weight_map(lab, w0=cfg.w0, sigma=cfg.sigma, ignore=t == IGNORE_INDEX)
+            unet_weight_map(
+                lab,
+                w0=cfg.w0,
+                sigma=cfg.sigma,
+                class_balance=cfg.class_balance,
+                contacts=cfg.border == "contacts",
+                ignore=t == IGNORE_INDEX,
+            )
             for lab, t in zip(labels, targets)
         ]
         return torch.from_numpy(np.stack(maps)).to(self.device)
