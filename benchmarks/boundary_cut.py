@@ -49,8 +49,8 @@ from train_default_model import HELD_OUT_FRACTION, load_split, training_samples,
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.axes import plane_layout  # noqa: E402
 from napari_unet.core.inference import Segmenter  # noqa: E402
-from napari_unet.core.metrics import match_instances  # noqa: E402
-from napari_unet.core.postprocess import BOUNDARY, SPLIT_AREA, instance_labels  # noqa: E402
+from napari_unet.core.metrics import match_instances, overlaps  # noqa: E402
+from napari_unet.core.postprocess import BOUNDARY, instance_labels, split_min_area  # noqa: E402
 from napari_unet.core.progress import run  # noqa: E402
 from napari_unet.core.stack_io import read_stack  # noqa: E402
 from napari_unet.core.training.scoring import predict_samples  # noqa: E402
@@ -92,7 +92,7 @@ def cut_by_boundary(labels, boundary, threshold, object_size, rim_fraction=0.0):
     join = pair[(count == 0) | (evidence < threshold * count)]
     _, joined = connected_components(coo_matrix((np.ones(join.size), (join // n, join % n)), shape=(n, n)))
     out = np.where(inside, joined[parts] + 1, 0)
-    min_area = SPLIT_AREA * np.pi * (object_size / 2) ** 2
+    min_area = split_min_area(object_size)
     for k, box in enumerate(ndi.find_objects(labels), start=1):
         if box is None:
             continue
@@ -146,29 +146,29 @@ def errors(preds):
     kinds = dict.fromkeys(("merged", "missed", "poorly outlined (true)", "a piece",
                            "nothing", "poorly outlined (predicted)"), 0)
     for _, truth, _, labels in preds:
-        t, p = truth.ravel().astype(np.int64), labels.ravel().astype(np.int64)
-        nt, npred = int(t.max()) + 1, int(p.max()) + 1
-        inter = np.bincount(t * npred + p, minlength=nt * npred).reshape(nt, npred)
-        t_area, p_area = inter.sum(1), inter.sum(0)
-        iou = inter / np.maximum(t_area[:, None] + p_area[None, :] - inter, 1)
-        covers = inter >= COVER * t_area[:, None]  # predicted object j covers a fifth of true nucleus i
-        covers[0, :] = covers[:, 0] = False
-        for i in range(1, nt):
-            if t_area[i] == 0 or iou[i, 1:].max() > 0.5:
-                continue
-            over = np.flatnonzero(covers[i])
+        o = overlaps(labels, truth)
+        nt, npred = o.true_area.size, o.pred_area.size
+        best_true, best_pred = np.zeros(nt), np.zeros(npred)
+        np.maximum.at(best_true, o.rows, o.iou)
+        np.maximum.at(best_pred, o.cols, o.iou)
+        # predicted object j covers a fifth of true nucleus i
+        covers = o.inter >= COVER * o.true_area[o.rows]
+        rows, cols = o.rows[covers], o.cols[covers]
+        nuclei_covered = np.bincount(cols, minlength=npred)  # by each predicted object
+        covering = np.bincount(rows, minlength=nt)  # predicted objects covering each nucleus
+        for i in np.flatnonzero(best_true <= 0.5):
+            over = cols[rows == i]
             if over.size == 0:
                 kinds["missed"] += 1
-            elif covers[:, over].sum(0).max() >= 2:
+            elif nuclei_covered[over].max() >= 2:
                 kinds["merged"] += 1
             else:
                 kinds["poorly outlined (true)"] += 1
-        for j in range(1, npred):
-            if p_area[j] == 0 or iou[1:, j].max() > 0.5:
-                continue
-            if not covers[:, j].any():
+        for j in np.flatnonzero(best_pred <= 0.5):
+            under = rows[cols == j]
+            if under.size == 0:
                 kinds["nothing"] += 1
-            elif covers[np.flatnonzero(covers[:, j])].sum(1).max() >= 2:
+            elif covering[under].max() >= 2:
                 kinds["a piece"] += 1
             else:
                 kinds["poorly outlined (predicted)"] += 1

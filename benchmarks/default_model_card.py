@@ -31,6 +31,9 @@ from skimage.transform import resize
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_default_model import HELD_OUT_FRACTION, load_split  # noqa: E402
 
 from napari_unet import load_model, segment  # noqa: E402
 from napari_unet.core.evaluate import evaluate  # noqa: E402
@@ -41,7 +44,7 @@ SCALES = (0.5, 1.0, 2.0)
 
 
 def held_out() -> dict[str, list[str]]:
-    split = json.loads((ROOT / "scripts" / "dsb2018_split.json").read_text())
+    split = load_split(DATA, HELD_OUT_FRACTION, 0)  # the recipe's split (scripts/dsb2018_split.json)
     modality = {e["id"]: e["modality"] for e in json.loads((DATA / "index.json").read_text())}
     return {g: [i for i in split["test"] if modality[i] in kinds] for g, kinds in GROUPS.items()}
 

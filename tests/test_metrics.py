@@ -16,6 +16,7 @@ from napari_unet.core.metrics import (
     max_f_beta,
     mean_class_accuracy,
     mean_iou,
+    overlaps,
     pixel_accuracy,
     precision_recall_curve,
 )
@@ -126,6 +127,22 @@ def test_ids_with_gaps_and_huge_values_give_the_same_counts():
     a = match_instances(pred, true, thresholds=(0.4, 0.5))
     b = match_instances(big_pred, big_true, thresholds=(0.4, 0.5))
     assert a.as_dict() == b.as_dict()
+
+
+def test_overlaps_list_each_overlapping_pair_once_with_areas_and_ids():
+    truth = np.array([[5, 5, 5, 0, 9, 9]])
+    pred = np.array([[3, 3, 40, 40, 40, 0]])
+    o = overlaps(pred, truth)
+    np.testing.assert_array_equal(o.true_ids, [5, 9])
+    np.testing.assert_array_equal(o.pred_ids, [3, 40])
+    np.testing.assert_array_equal(o.true_area, [3, 2])
+    np.testing.assert_array_equal(o.pred_area, [2, 3])
+    pairs = {(o.true_ids[r], o.pred_ids[c]): (n, iou) for r, c, n, iou in zip(o.rows, o.cols, o.inter, o.iou)}
+    assert pairs == {(5, 3): (2, pytest.approx(2 / 3)), (5, 40): (1, pytest.approx(1 / 5)), (9, 40): (1, 0.25)}
+    empty = overlaps(np.zeros((2, 2), int), truth[:, :2].repeat(2, 0))
+    assert empty.rows.size == 0 and empty.pred_area.size == 0 and empty.true_area.tolist() == [4]
+    with pytest.raises(ValueError, match="non-negative object ids"):
+        overlaps(np.array([[-1, 0]]), np.array([[1, 0]]))
 
 
 def test_below_0_5_the_most_matches_win_over_the_largest_single_iou():

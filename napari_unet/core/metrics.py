@@ -319,16 +319,8 @@ def match_instances(
         raise ValueError(f"thresholds must be a non-empty sequence of IoUs in [0, 1], got {thresholds!r}")
     t_idx, n_true = _compact(true_labels, "true_labels")
     p_idx, n_pred = _compact(pred_labels, "pred_labels")
-    true_area = np.bincount(t_idx, minlength=n_true + 1)[1:]
-    pred_area = np.bincount(p_idx, minlength=n_pred + 1)[1:]
-
-    # Overlaps from the joint histogram of (true, pred) pairs of object pixels:
-    # one sort of the overlapping pixels, whatever the number of objects.
-    both = (t_idx > 0) & (p_idx > 0)
-    keys = t_idx[both].astype(np.int64) * (n_pred + 1) + p_idx[both]
-    keys, inter = np.unique(keys, return_counts=True)
-    rows, cols = keys // (n_pred + 1) - 1, keys % (n_pred + 1) - 1
-    iou = inter / (true_area[rows] + pred_area[cols] - inter)
+    found = _overlaps(t_idx, n_true, p_idx, n_pred)
+    rows, cols, iou, true_area, pred_area = found.rows, found.cols, found.iou, found.true_area, found.pred_area
 
     true_counts, pred_counts = np.ones(n_true, bool), np.ones(n_pred, bool)
     if ignore is not None:
@@ -350,6 +342,59 @@ def match_instances(
         fn[k] = np.count_nonzero(~true_matched & true_counts)
         fp[k] = np.count_nonzero(~pred_matched & pred_counts)
     return InstanceCounts(thr, tp, fp, fn)
+
+
+@dataclass(frozen=True)
+class Overlaps:
+    """The overlapping (true, predicted) object pairs of two label images.
+
+    Objects are numbered ``0..n-1`` in the order of their ids; ``true_ids``
+    and ``pred_ids`` give the ids back. Pairs that share no pixel are absent,
+    so the size is that of the overlaps, not (true objects) x (predicted ones).
+    """
+
+    true_ids: np.ndarray  # (n_true,) label ids
+    pred_ids: np.ndarray  # (n_pred,)
+    true_area: np.ndarray  # (n_true,) pixels
+    pred_area: np.ndarray  # (n_pred,)
+    rows: np.ndarray  # (pairs,) true object of each pair
+    cols: np.ndarray  # (pairs,) predicted object of each pair
+    inter: np.ndarray  # (pairs,) pixels the two share
+
+    @property
+    def iou(self) -> np.ndarray:
+        """Intersection over union of each pair."""
+        return self.inter / (self.true_area[self.rows] + self.pred_area[self.cols] - self.inter)
+
+
+def overlaps(pred_labels: np.ndarray, true_labels: np.ndarray) -> Overlaps:
+    """Areas and pairwise overlaps of the objects of ``pred_labels`` and ``true_labels``.
+
+    What :func:`match_instances` matches from; also for error analyses (which
+    predicted object covers which true ones). Labels as for
+    :func:`match_instances`.
+    """
+    pred_labels, true_labels = _pair(pred_labels, true_labels, "instance labels")
+    t_idx, n_true = _compact(true_labels, "true_labels")
+    p_idx, n_pred = _compact(pred_labels, "pred_labels")
+    found = _overlaps(t_idx, n_true, p_idx, n_pred)
+    ids = [np.unique(labels) for labels in (true_labels, pred_labels)]
+    true_ids, pred_ids = (i[i != 0] for i in ids)
+    return Overlaps(true_ids, pred_ids, found.true_area, found.pred_area, found.rows, found.cols, found.inter)
+
+
+def _overlaps(t_idx: np.ndarray, n_true: int, p_idx: np.ndarray, n_pred: int) -> Overlaps:
+    """:class:`Overlaps` of compact flat indices (see :func:`_compact`), without the ids."""
+    true_area = np.bincount(t_idx, minlength=n_true + 1)[1:]
+    pred_area = np.bincount(p_idx, minlength=n_pred + 1)[1:]
+    # The joint histogram of (true, pred) pairs of object pixels: one sort of
+    # the overlapping pixels, whatever the number of objects.
+    both = (t_idx > 0) & (p_idx > 0)
+    keys = t_idx[both].astype(np.int64) * (n_pred + 1) + p_idx[both]
+    keys, inter = np.unique(keys, return_counts=True)
+    rows, cols = keys // (n_pred + 1) - 1, keys % (n_pred + 1) - 1
+    empty = np.zeros(0, np.int64)
+    return Overlaps(empty, empty, true_area, pred_area, rows, cols, inter)
 
 
 def _compact(labels: np.ndarray, name: str) -> tuple[np.ndarray, int]:

@@ -99,7 +99,7 @@ def instance_labels(
     foreground = prob[BACKGROUND] < 1.0 - thresholds.foreground
     seeds, _ = ndi.label(interior > thresholds.interior)
     if object_size is not None:
-        seeds = split_seeds(seeds, interior, thresholds.interior, min_area=SPLIT_AREA * np.pi * (object_size / 2) ** 2)
+        seeds = split_seeds(seeds, interior, thresholds.interior, min_area=split_min_area(object_size))
     seeds = _drop_small(seeds, max(1, min_size // 2))
     labels = watershed(-interior, markers=seeds, mask=foreground | (seeds > 0))
     labels = _drop_small(labels, min_size)
@@ -111,6 +111,11 @@ def instance_labels(
 SPLIT_LEVELS = (0.5, 0.3, 0.2, 0.1, 0.05)
 # Least area of each part a seed splits into, in typical objects' areas.
 SPLIT_AREA = 0.25
+
+
+def split_min_area(object_size: float) -> float:
+    """Least area (pixels) of a part an object is split into: ``SPLIT_AREA`` of a disk ``object_size`` across."""
+    return SPLIT_AREA * np.pi * (object_size / 2) ** 2
 
 
 def split_seeds(seeds: np.ndarray, interior: np.ndarray, threshold: float, *, min_area: float) -> np.ndarray:
