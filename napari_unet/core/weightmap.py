@@ -58,9 +58,10 @@ def unet_weight_map(
 
     The border term applies to background pixels only, as in the paper: it
     marks the gaps between cells (inside a cell ``d1`` is 0 and the term would
-    only re-weigh its rim), unless ``contacts`` is true. It needs two objects within reach, so a pixel with
-    fewer than two objects within :func:`border_radius` gets none (the term
-    would be below ``1e-3 * w0`` there anyway).
+    only re-weigh its rim), unless ``contacts`` is true. It needs two objects
+    within reach, so a pixel with fewer than two objects within
+    :func:`border_radius` gets none (the term would be below ``1e-3 * w0``
+    there anyway).
 
     Timing (2-core machine): on the 1024 x 1024 DSB 2018 label image with
     136 nuclei (4e07a653...), 60 ms; one full-image distance transform per

@@ -63,10 +63,11 @@ class TrainConfig(BaseModel):
     )
     schedule: Literal["constant", "cosine"] = "cosine"
     loss: Literal["ce", "dice", "ce_dice", "weighted_ce", "weighted_ce_dice", "bce"] = Field(
-        "ce_dice", description="for one-channel outputs ce and weighted_ce are binary (bce)"
+        "ce_dice",
+        description="for one-channel outputs the cross-entropy of ce, weighted_ce and weighted_ce_dice is binary (bce)",
     )
-    w0: float = Field(10.0, ge=0, description="border weight of the paper's weighted cross-entropy")
-    sigma: float = Field(5.0, gt=0, description="border width (px) of the paper's weighted cross-entropy")
+    w0: float = Field(10.0, ge=0, description="height of the weighted losses' border term (the paper's w0)")
+    sigma: float = Field(5.0, gt=0, description="width (px) of the weighted losses' border term (the paper's sigma)")
     border: Literal["gaps", "contacts"] = Field(
         "gaps",
         description="where the weighted losses' border term applies: the background gaps between cells, as in the "
