@@ -71,11 +71,7 @@ def weighted_cross_entropy(
     (one per image, stacked to ``(B, H, W)``). Parameters as for
     :func:`cross_entropy`, with ``weight`` required.
     """
-    if weight is None:
-        raise ValueError(
-            "weighted_cross_entropy needs the pixel weight map `weight` of shape (B, H, W), got None "
-            "(see napari_unet.core.weightmap.unet_weight_map)"
-        )
+    _require_weight(weight, "weighted_cross_entropy")
     return cross_entropy(logits, target, weight=weight, ignore_index=ignore_index)
 
 
@@ -151,8 +147,7 @@ def ce_dice(
 
     Parameters and result as for :func:`dice_loss`.
     """
-    pixel_loss = bce_with_logits if logits.ndim == 4 and logits.shape[1] == 1 else cross_entropy
-    return pixel_loss(logits, target, weight=weight, ignore_index=ignore_index) + dice_loss(
+    return _pixel_loss(logits)(logits, target, weight=weight, ignore_index=ignore_index) + dice_loss(
         logits, target, weight=weight, ignore_index=ignore_index
     )
 
@@ -167,15 +162,23 @@ def weighted_ce_dice(
     cross-entropy is :func:`bce_with_logits`. Parameters and result as for
     :func:`weighted_cross_entropy`.
     """
-    if weight is None:
-        raise ValueError(
-            "weighted_ce_dice needs the pixel weight map `weight` of shape (B, H, W), got None "
-            "(see napari_unet.core.weightmap.unet_weight_map)"
-        )
-    pixel_loss = bce_with_logits if logits.ndim == 4 and logits.shape[1] == 1 else cross_entropy
-    return pixel_loss(logits, target, weight=weight, ignore_index=ignore_index) + dice_loss(
+    _require_weight(weight, "weighted_ce_dice")
+    return _pixel_loss(logits)(logits, target, weight=weight, ignore_index=ignore_index) + dice_loss(
         logits, target, ignore_index=ignore_index
     )
+
+
+def _pixel_loss(logits: Tensor) -> Loss:
+    """The cross-entropy for these logits: binary for one channel, softmax otherwise."""
+    return bce_with_logits if logits.ndim == 4 and logits.shape[1] == 1 else cross_entropy
+
+
+def _require_weight(weight: Tensor | None, name: str) -> None:
+    if weight is None:
+        raise ValueError(
+            f"{name} needs the pixel weight map `weight` of shape (B, H, W), got None "
+            "(see napari_unet.core.weightmap.unet_weight_map)"
+        )
 
 
 LOSSES: dict[str, Loss] = {

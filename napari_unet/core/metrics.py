@@ -317,9 +317,10 @@ def match_instances(
     thr = np.asarray(thresholds, dtype=np.float64).ravel()
     if thr.size == 0 or np.any((thr < 0) | (thr > 1)) or np.isnan(thr).any():
         raise ValueError(f"thresholds must be a non-empty sequence of IoUs in [0, 1], got {thresholds!r}")
-    t_idx, n_true = _compact(true_labels, "true_labels")
-    p_idx, n_pred = _compact(pred_labels, "pred_labels")
-    found = _overlaps(t_idx, n_true, p_idx, n_pred)
+    t_idx, true_ids = _compact(true_labels, "true_labels")
+    p_idx, pred_ids = _compact(pred_labels, "pred_labels")
+    n_true, n_pred = true_ids.size, pred_ids.size
+    found = _overlaps(t_idx, true_ids, p_idx, pred_ids)
     rows, cols, iou, true_area, pred_area = found.rows, found.cols, found.iou, found.true_area, found.pred_area
 
     true_counts, pred_counts = np.ones(n_true, bool), np.ones(n_pred, bool)
@@ -375,16 +376,14 @@ def overlaps(pred_labels: np.ndarray, true_labels: np.ndarray) -> Overlaps:
     :func:`match_instances`.
     """
     pred_labels, true_labels = _pair(pred_labels, true_labels, "instance labels")
-    t_idx, n_true = _compact(true_labels, "true_labels")
-    p_idx, n_pred = _compact(pred_labels, "pred_labels")
-    found = _overlaps(t_idx, n_true, p_idx, n_pred)
-    ids = [np.unique(labels) for labels in (true_labels, pred_labels)]
-    true_ids, pred_ids = (i[i != 0] for i in ids)
-    return Overlaps(true_ids, pred_ids, found.true_area, found.pred_area, found.rows, found.cols, found.inter)
+    t_idx, true_ids = _compact(true_labels, "true_labels")
+    p_idx, pred_ids = _compact(pred_labels, "pred_labels")
+    return _overlaps(t_idx, true_ids, p_idx, pred_ids)
 
 
-def _overlaps(t_idx: np.ndarray, n_true: int, p_idx: np.ndarray, n_pred: int) -> Overlaps:
-    """:class:`Overlaps` of compact flat indices (see :func:`_compact`), without the ids."""
+def _overlaps(t_idx: np.ndarray, true_ids: np.ndarray, p_idx: np.ndarray, pred_ids: np.ndarray) -> Overlaps:
+    """:class:`Overlaps` of compact flat indices and their ids (see :func:`_compact`)."""
+    n_true, n_pred = true_ids.size, pred_ids.size
     true_area = np.bincount(t_idx, minlength=n_true + 1)[1:]
     pred_area = np.bincount(p_idx, minlength=n_pred + 1)[1:]
     # The joint histogram of (true, pred) pairs of object pixels: one sort of
@@ -393,22 +392,21 @@ def _overlaps(t_idx: np.ndarray, n_true: int, p_idx: np.ndarray, n_pred: int) ->
     keys = t_idx[both].astype(np.int64) * (n_pred + 1) + p_idx[both]
     keys, inter = np.unique(keys, return_counts=True)
     rows, cols = keys // (n_pred + 1) - 1, keys % (n_pred + 1) - 1
-    empty = np.zeros(0, np.int64)
-    return Overlaps(empty, empty, true_area, pred_area, rows, cols, inter)
+    return Overlaps(true_ids, pred_ids, true_area, pred_area, rows, cols, inter)
 
 
-def _compact(labels: np.ndarray, name: str) -> tuple[np.ndarray, int]:
-    """Flat object indices 1..n (0 = background) and n, whatever the ids."""
+def _compact(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flat object indices 1..n (0 = background), whatever the ids, and the n ids in that order."""
     flat = labels.ravel()
     if flat.size and flat.min() < 0:
         raise ValueError(f"{name} must be non-negative object ids (0 = background), found {flat.min()}")
     ids = np.unique(flat)
     ids = ids[ids != 0]
     if ids.size and ids[-1] == ids.size:
-        return flat.astype(np.intp, copy=False), int(ids.size)
+        return flat.astype(np.intp, copy=False), ids
     index = np.searchsorted(ids, flat) + 1
     index[flat == 0] = 0
-    return index, int(ids.size)
+    return index, ids
 
 
 def _match(rows: np.ndarray, cols: np.ndarray, iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
