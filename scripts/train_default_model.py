@@ -105,6 +105,9 @@ def main(argv=None) -> int:
                    help="width (px, at the trained object size) of the weighted losses' border term")
     p.add_argument("--no-class-balance", dest="class_balance", action="store_false",
                    help="the weighted losses weigh background and foreground alike (no w_c)")
+    p.add_argument("--rims", default="image", choices=choices(TrainConfig, "rims"),
+                   help="draw the boundary class on each resampled patch ('patch': one pixel wide at any zoom) or "
+                   "on the whole image before resampling ('image', as shipped; see TrainConfig.rims)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
     p.add_argument("--sampling", default="area", choices=choices(TrainConfig, "sampling"),
@@ -164,6 +167,7 @@ def main(argv=None) -> int:
         w0=args.w0,
         sigma=args.sigma,
         class_balance=args.class_balance,
+        rims=args.rims,
         ema=args.ema,
         sampling=args.sampling,
         val_every=args.val_every,

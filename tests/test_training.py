@@ -11,7 +11,8 @@ import tifffile
 import torch
 
 from napari_unet import segment
-from napari_unet.core.config import IGNORE_INDEX
+from napari_unet.core.config import IGNORE_INDEX, ModelConfig
+from napari_unet.core.model import Model
 from napari_unet.core.targets import instance_targets
 from napari_unet.core.training import TrainConfig, Trainer, make_samples, split_validation
 from napari_unet.core.training.data import PatchSampler, sampling_weights, share_by_group
@@ -50,8 +51,12 @@ def test_targets_outside_the_reviewed_region_are_ignored_and_do_not_shape_the_in
     assert a[4, 4] == 1 and a[2, 3] == 2 and a[0, 0] == 0
 
 
-@pytest.mark.parametrize("loss, border", [("ce_dice", "gaps"), ("weighted_ce", "gaps"), ("weighted_ce_dice", "contacts")])
-def test_labels_outside_the_reviewed_region_do_not_influence_training(loss, border):
+@pytest.mark.parametrize(
+    "loss, border, rims",
+    [("ce_dice", "gaps", "patch"), ("ce_dice", "gaps", "image"), ("weighted_ce", "gaps", "patch"),
+     ("weighted_ce_dice", "contacts", "patch")],
+)
+def test_labels_outside_the_reviewed_region_do_not_influence_training(loss, border, rims):
     image, labels = _real_crop()
     reviewed = np.zeros(labels.shape, bool)
     reviewed[16:96, 16:96] = True
@@ -61,7 +66,7 @@ def test_labels_outside_the_reviewed_region_do_not_influence_training(loss, bord
     for lab in (np.where(reviewed, labels, 0), garbage):
         model = small_model(seed=4)
         samples = make_samples(image, lab, model.config, reviewed=reviewed)
-        config = TrainConfig(steps=2, patch=64, batch_size=2, loss=loss, border=border, val_fraction=0)
+        config = TrainConfig(steps=2, patch=64, batch_size=2, loss=loss, border=border, rims=rims, val_fraction=0)
         trainer = Trainer(model, samples, [], config, device="cpu")
         run_to_end(trainer.run())
         weights.append(torch.cat([p.detach().flatten() for p in trainer.result.finetuned.network.parameters()]))
@@ -83,6 +88,62 @@ def test_patches_are_drawn_only_around_reviewed_pixels():
                            rng=np.random.default_rng(0))
     _, targets, _ = sampler.batch(16)
     assert ((targets != IGNORE_INDEX).sum(axis=(1, 2)) > 0).all()
+
+
+def _rim_faults(targets, labels):
+    """4-neighbour pairs in the patches where an interior pixel meets the interior of another object
+    or the background: places where the boundary class fails to part them."""
+    faults = 0
+    for axis in (1, 2):
+        t = np.moveaxis(targets, axis, 0)
+        lab = np.moveaxis(labels, axis, 0)
+        ta, tb, la, lb = t[1:], t[:-1], lab[1:], lab[:-1]
+        meet = (la != lb) & (ta != IGNORE_INDEX) & (tb != IGNORE_INDEX)
+        faults += int((meet & (((ta == 1) & (tb != 2)) | ((tb == 1) & (ta != 2)))).sum())
+    return faults
+
+
+@pytest.mark.parametrize("zoom", [0.5, 1.0, 2.0])
+def test_rims_redrawn_on_each_patch_part_every_object_at_any_zoom(zoom):
+    # Resampled from the image's own target, a one-pixel rim breaks where a patch is shrunk or
+    # rotated (nearest-neighbour sampling skips some of its pixels), so that touching interiors
+    # meet, and thickens where it is enlarged; drawn again on the patch's labels it is the patch's
+    # own one-pixel rim.
+    image, labels = _real_crop()
+    (sample,) = make_samples(image, labels, small_model().config)
+    sample = dataclasses.replace(sample, zoom=zoom)
+    faults, thick = {}, {}
+    for redraw in (False, True):
+        sampler = PatchSampler([sample], patch=64, augment=TrainConfig(steps=1).augment, object_bias=1.0,
+                               rng=np.random.default_rng(0), redraw_rims=redraw)
+        _, targets, patch_labels = sampler.batch(32)
+        reviewed = targets != IGNORE_INDEX
+        own = np.stack([instance_targets(lab, rev) for lab, rev in zip(patch_labels, reviewed)])
+        assert (own[reviewed] == 1).any() and (own[reviewed] == 2).any()
+        if redraw:
+            np.testing.assert_array_equal(targets, own)
+        faults[redraw] = _rim_faults(targets, patch_labels)
+        thick[redraw] = ((targets == 2) & (own == 1)).sum() / (own == 2).sum()
+    assert faults[True] == 0 and thick[True] == 0
+    if zoom == 0.5:
+        assert faults[False] > 0, "a shrunk patch of the image's rims should show breaks"
+    if zoom == 2.0:
+        assert thick[False] > 0.1, f"an enlarged patch of the image's rims should be thicker, got {thick[False]:.2f}"
+
+
+def test_rims_are_redrawn_for_instances_models_only_and_only_when_asked():
+    image, labels = _real_crop()
+    model = small_model()
+    samples = make_samples(image, labels, model.config)
+    for rims, redraw in (("patch", True), ("image", False)):
+        trainer = Trainer(model, samples, [], TrainConfig(steps=1, rims=rims), device="cpu")
+        assert trainer.sampler.redraw_rims is redraw
+    config = ModelConfig(network={"depth": 2, "width": 4, "out_channels": 2}, task="semantic",
+                         class_names=("background", "nuclei"), tile=64, overlap=16)
+    semantic = Model.from_config(config)
+    samples = make_samples(image, labels, config)
+    trainer = Trainer(semantic, samples, [], TrainConfig(steps=1, rims="patch"), device="cpu")
+    assert trainer.sampler.redraw_rims is False
 
 
 def _small_and_large_samples(n_small):
@@ -232,8 +293,6 @@ def test_u2net_p_is_trained_on_its_six_side_outputs_and_the_fused_one(monkeypatc
 
 
 def test_a_two_class_model_trains_and_validates_on_instance_labels_taken_as_foreground():
-    from napari_unet.core.config import ModelConfig
-    from napari_unet.core.model import Model
     from napari_unet.core.training import score
 
     image, labels = _real_crop(128)

@@ -77,6 +77,13 @@ class TrainConfig(BaseModel):
     class_balance: bool = Field(
         True, description="the weighted losses also balance background against foreground (the paper's w_c)"
     )
+    rims: Literal["patch", "image"] = Field(
+        "patch",
+        description="instances: where the boundary class (the inner rim of each object) is drawn: on each patch "
+        "as the network sees it, one pixel wide whatever its zoom, rotation and deformation ('patch'), or on the "
+        "whole image before patches are resampled from it ('image': rims then break where a patch is shrunk, "
+        "so that touching interiors meet, and thicken where it is enlarged)",
+    )
     object_bias: float = Field(0.5, ge=0, le=1, description="share of patches centred on an object")
     sampling: Literal["area", "objects"] = Field(
         "area",

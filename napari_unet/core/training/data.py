@@ -271,6 +271,13 @@ class PatchSampler:
         labelled objects in them (at least one, so that a reviewed region with
         no objects in it is still trained on), times its ``weight``.
     rng : numpy.random.Generator
+    redraw_rims : bool
+        Instance targets: draw the boundary class again on each resampled
+        patch, from its labels, so that it is the one-pixel inner rim of
+        every object at the zoom the network sees (see ``TrainConfig.rims``).
+        Resampled from the whole image's target instead, a rim breaks where
+        the patch is shrunk (touching interiors then meet) and thickens where
+        it is enlarged.
     """
 
     def __init__(
@@ -282,6 +289,7 @@ class PatchSampler:
         object_bias: float,
         sampling: str = "area",
         rng: np.random.Generator,
+        redraw_rims: bool = False,
     ):
         samples = [s for s in samples if (s.target != IGNORE_INDEX).any()]
         if not samples:
@@ -291,6 +299,7 @@ class PatchSampler:
         self.augment = augment
         self.object_bias = object_bias
         self.rng = rng
+        self.redraw_rims = redraw_rims
         self._reviewed = [np.flatnonzero(s.target != IGNORE_INDEX) for s in samples]
         self._objects = [np.flatnonzero((s.target != IGNORE_INDEX) & (s.labels > 0)) for s in samples]
         # labels are only used inside the reviewed region (per-object loss weights)
@@ -317,6 +326,8 @@ class PatchSampler:
         image = np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror") for c in s.image])
         target = ndi.map_coordinates(s.target, coords, order=0, mode="constant", cval=IGNORE_INDEX)
         labels = ndi.map_coordinates(self._labels[i], coords, order=0, mode="constant", cval=0)
+        if self.redraw_rims:
+            target = instance_targets(labels, target != IGNORE_INDEX)
         if self.augment.intensity:
             image = self._intensity(image)
         return image.astype(np.float32, copy=False), target, labels

@@ -143,6 +143,7 @@ class Trainer:
             object_bias=config.object_bias,
             sampling=config.sampling,
             rng=self.rng,
+            redraw_rims=model.config.task == "instances" and config.rims == "patch",
         )
         self.loss_fn = loss_for_outputs(config.loss, model.config.network.out_channels)
         self._stop = False
