@@ -4,7 +4,9 @@ A :class:`Sample` is one plane: the normalised image, its labels and the
 reviewed mask. Pixels outside the reviewed region carry ``IGNORE_INDEX`` in
 the target, so they never count. Patches are drawn around reviewed pixels,
 with a bias towards objects, and resampled in one step for the geometric
-augmentations (so the target stays aligned with the image exactly).
+augmentations (so the target stays aligned with the image exactly); an
+instances target's boundary class is then drawn again on the patch's own
+labels (``TrainConfig.rims``), so that it stays one pixel wide at any zoom.
 """
 
 from __future__ import annotations
