@@ -13,7 +13,7 @@ import torch
 from napari_unet import segment
 from napari_unet.core.config import IGNORE_INDEX, ModelConfig
 from napari_unet.core.model import Model
-from napari_unet.core.targets import instance_targets
+from napari_unet.core.targets import BOUNDARY, INTERIOR, instance_targets
 from napari_unet.core.training import TrainConfig, Trainer, make_samples, split_validation
 from napari_unet.core.training.data import PatchSampler, sampling_weights, share_by_group
 
@@ -99,7 +99,7 @@ def _rim_faults(targets, labels):
         lab = np.moveaxis(labels, axis, 0)
         ta, tb, la, lb = t[1:], t[:-1], lab[1:], lab[:-1]
         meet = (la != lb) & (ta != IGNORE_INDEX) & (tb != IGNORE_INDEX)
-        faults += int((meet & (((ta == 1) & (tb != 2)) | ((tb == 1) & (ta != 2)))).sum())
+        faults += int((meet & (((ta == INTERIOR) & (tb != BOUNDARY)) | ((tb == INTERIOR) & (ta != BOUNDARY)))).sum())
     return faults
 
 
@@ -119,11 +119,11 @@ def test_rims_redrawn_on_each_patch_part_every_object_at_any_zoom(zoom):
         _, targets, patch_labels = sampler.batch(32)
         reviewed = targets != IGNORE_INDEX
         own = np.stack([instance_targets(lab, rev) for lab, rev in zip(patch_labels, reviewed)])
-        assert (own[reviewed] == 1).any() and (own[reviewed] == 2).any()
+        assert (own[reviewed] == INTERIOR).any() and (own[reviewed] == BOUNDARY).any()
         if redraw:
             np.testing.assert_array_equal(targets, own)
         faults[redraw] = _rim_faults(targets, patch_labels)
-        thick[redraw] = ((targets == 2) & (own == 1)).sum() / (own == 2).sum()
+        thick[redraw] = ((targets == BOUNDARY) & (own == INTERIOR)).sum() / (own == BOUNDARY).sum()
     assert faults[True] == 0 and thick[True] == 0
     if zoom == 0.5:
         assert faults[False] > 0, "a shrunk patch of the image's rims should show breaks"
