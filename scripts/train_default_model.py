@@ -108,6 +108,9 @@ def main(argv=None) -> int:
     p.add_argument("--rims", default="image", choices=choices(TrainConfig, "rims"),
                    help="draw the boundary class on each resampled patch ('patch': one pixel wide at any zoom) or "
                    "on the whole image before resampling ('image', as shipped; see TrainConfig.rims)")
+    p.add_argument("--antialias", action="store_true",
+                   help="smooth the image before a patch is shrunk, as prediction smooths an image it shrinks "
+                   "(see AugmentConfig.antialias); default: plain bilinear sampling, as shipped")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
     p.add_argument("--sampling", default="area", choices=choices(TrainConfig, "sampling"),
@@ -174,7 +177,7 @@ def main(argv=None) -> int:
         val_fraction=VAL_FRACTION,
         keep=args.keep,
         seed=args.seed,
-        augment=AugmentConfig(scale=tuple(args.zoom), elastic=True, noise=0.05),
+        augment=AugmentConfig(scale=tuple(args.zoom), elastic=True, noise=0.05, antialias=args.antialias),
     )
     groups = [modality[s.name] for s in samples] if args.val_by_modality else None
     train, val = validation_split(samples, groups)

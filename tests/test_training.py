@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from scipy import ndimage as ndi
 
 from napari_unet import segment
 from napari_unet.core.config import IGNORE_INDEX, ModelConfig
 from napari_unet.core.model import Model
+from napari_unet.core.sizing import rescale
 from napari_unet.core.targets import BOUNDARY, INTERIOR, instance_targets
-from napari_unet.core.training import TrainConfig, Trainer, make_samples, split_validation
-from napari_unet.core.training.data import PatchSampler, sampling_weights, share_by_group
+from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples, split_validation
+from napari_unet.core.training.data import PatchSampler, Sample, resample, sampling_weights, share_by_group
 
 from .conftest import dsb_path, small_model
 
@@ -129,6 +131,47 @@ def test_rims_redrawn_on_each_patch_part_every_object_at_any_zoom(zoom):
         assert faults[False] > 0, "a shrunk patch of the image's rims should show breaks"
     if zoom == 2.0:
         assert thick[False] > 0.1, f"an enlarged patch of the image's rims should be thicker, got {thick[False]:.2f}"
+
+
+def _noise_patches(zoom, antialias, *, rotate=True):
+    """16 patches of 64 px from white noise (std 1) shrunk or enlarged by ``zoom``, geometry only."""
+    image = np.random.default_rng(0).normal(size=(1, 512, 512)).astype(np.float32)
+    sample = Sample(image, np.zeros((512, 512), np.uint16), np.ones((512, 512), bool), np.zeros((512, 512), np.uint8),
+                    zoom=zoom)
+    augment = AugmentConfig(flips=False, rotate=rotate, elastic=False, intensity=False, antialias=antialias)
+    sampler = PatchSampler([sample], patch=64, augment=augment, object_bias=0.0, rng=np.random.default_rng(1))
+    return sampler.batch(16)[0], image
+
+
+@pytest.mark.parametrize("zoom", [0.25, 0.5])
+def test_a_shrunk_patch_is_smoothed_as_prediction_smooths_the_image_it_shrinks(zoom):
+    # Prediction shrinks an image to the model's object size with an anti-aliased resize; patches
+    # shrunk by plain bilinear sampling keep the fine texture that resize smooths away (white noise
+    # keeps most of its contrast), so the network would train on images unlike those it is shown.
+    smoothed, image = _noise_patches(zoom, antialias=True)
+    plain, _ = _noise_patches(zoom, antialias=False)
+    shown = rescale(image, zoom).std()
+    off_smoothed, off_plain = abs(np.log(smoothed.std() / shown)), abs(np.log(plain.std() / shown))
+    assert off_smoothed < off_plain / 2, (smoothed.std(), plain.std(), shown)
+
+
+@pytest.mark.parametrize("zoom", [1.0, 2.0])
+def test_patches_at_or_above_the_image_size_are_not_smoothed(zoom):
+    smoothed, _ = _noise_patches(zoom, antialias=True)
+    plain, _ = _noise_patches(zoom, antialias=False)
+    np.testing.assert_array_equal(smoothed, plain)
+
+
+def test_smoothing_only_the_part_a_patch_covers_equals_smoothing_the_whole_image():
+    # patches at the centre, across a corner (mirrored) and far outside one edge
+    image = np.random.default_rng(0).random((2, 300, 400)).astype(np.float32)
+    grid = np.mgrid[:64, :64].astype(np.float64) - 31.5
+    for cy, cx, zoom in [(150, 200, 0.5), (10, 390, 0.5), (-100, 200, 0.3), (150, 200, 0.9)]:
+        cos, sin = np.cos(0.7) / zoom, np.sin(0.7) / zoom
+        coords = np.stack([cos * grid[0] - sin * grid[1] + cy, sin * grid[0] + cos * grid[1] + cx])
+        whole = [ndi.gaussian_filter(c, (1 / zoom - 1) / 2, mode="mirror") for c in image]
+        expected = np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror") for c in whole])
+        np.testing.assert_allclose(resample(image, coords, zoom), expected, atol=1e-6)
 
 
 def test_rims_are_redrawn_for_instances_models_only_and_only_when_asked():

@@ -27,6 +27,12 @@ class AugmentConfig(BaseModel):
     intensity: bool = True
     noise: float = Field(0.03, ge=0.0, le=1.0, description="largest Gaussian noise std (normalised units)")
     invert: float = Field(0.0, ge=0.0, le=1.0, description="probability of inverting intensities")
+    antialias: bool = Field(
+        True,
+        description="smooth the image before a patch is shrunk (Gaussian, sigma (1/zoom - 1) / 2 px, as prediction "
+        "smooths an image it shrinks to the model's object size), so that the network trains on shrunk images "
+        "like those it will be shown; off: plain bilinear sampling, which aliases fine texture",
+    )
 
     @model_validator(mode="after")
     def _scale_range(self) -> AugmentConfig:

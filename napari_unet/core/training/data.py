@@ -4,7 +4,8 @@ A :class:`Sample` is one plane: the normalised image, its labels and the
 reviewed mask. Pixels outside the reviewed region carry ``IGNORE_INDEX`` in
 the target, so they never count. Patches are drawn around reviewed pixels,
 with a bias towards objects, and resampled in one step for the geometric
-augmentations (so the target stays aligned with the image exactly); an
+augmentations (so the target stays aligned with the image exactly; a
+shrunk image is smoothed first, as prediction smooths it); an
 instances target's boundary class is then drawn again on the patch's own
 labels (``TrainConfig.rims``), so that it stays one pixel wide at any zoom.
 """
@@ -324,8 +325,8 @@ class PatchSampler:
         s = self.samples[i]
         pool = self._objects[i] if self._objects[i].size and rng.random() < self.object_bias else self._reviewed[i]
         cy, cx = np.unravel_index(pool[rng.integers(pool.size)], s.target.shape)
-        coords = self._coordinates(cy, cx, s.zoom)
-        image = np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror") for c in s.image])
+        coords, zoom = self._coordinates(cy, cx, s.zoom)
+        image = resample(s.image, coords, zoom if self.augment.antialias else 1.0)
         target = ndi.map_coordinates(s.target, coords, order=0, mode="constant", cval=IGNORE_INDEX)
         labels = ndi.map_coordinates(self._labels[i], coords, order=0, mode="constant", cval=0)
         if self.redraw_rims:
@@ -334,8 +335,8 @@ class PatchSampler:
             image = self._intensity(image)
         return image.astype(np.float32, copy=False), target, labels
 
-    def _coordinates(self, cy: float, cx: float, zoom: float) -> np.ndarray:
-        """Source coordinates (2, P, P) of each patch pixel: zoom, rotation, flips, elastic."""
+    def _coordinates(self, cy: float, cx: float, zoom: float) -> tuple[np.ndarray, float]:
+        """Source coordinates (2, P, P) of each patch pixel (zoom, rotation, flips, elastic) and the zoom."""
         a, rng, p = self.augment, self.rng, self.patch
         grid = np.mgrid[:p, :p].astype(np.float64) - (p - 1) / 2
         lo, hi = a.scale
@@ -350,7 +351,7 @@ class PatchSampler:
             up = self._upsampler
             y = y + up @ coarse[0] @ up.T
             x = x + up @ coarse[1] @ up.T
-        return np.stack([y + cy, x + cx])
+        return np.stack([y + cy, x + cx]), zoom
 
     @functools.cached_property
     def _upsampler(self) -> np.ndarray:
@@ -373,3 +374,27 @@ class PatchSampler:
         if a.noise:
             image = image + rng.normal(0, rng.uniform(0, a.noise), image.shape)
         return image
+
+
+def resample(image: np.ndarray, coords: np.ndarray, zoom: float) -> np.ndarray:
+    """Bilinear samples of a ``(C, Y, X)`` image at ``coords``; smoothed first when ``zoom < 1``.
+
+    The smoothing is that of prediction's anti-aliased resize (Gaussian,
+    sigma ``(1/zoom - 1) / 2``, mirrored edges), applied to the part of the
+    image the patch covers only.
+    """
+    if zoom >= 1:
+        return np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror") for c in image])
+    sigma = (1 / zoom - 1) / 2
+    margin = int(np.ceil(4 * sigma)) + 2
+    shape = np.array(image.shape[1:])
+    first, last = coords.reshape(2, -1).min(axis=1), coords.reshape(2, -1).max(axis=1)
+    # along an axis the patch leaves the image, sampling mirrors at the image's edges: keep the whole axis
+    inside = (first >= 0) & (last <= shape - 1)
+    lo = np.where(inside, np.maximum(np.floor(first).astype(int) - margin, 0), 0)
+    hi = np.where(inside, np.minimum(np.ceil(last).astype(int) + margin + 1, shape), shape)
+    crop = image[:, lo[0] : hi[0], lo[1] : hi[1]]
+    local = coords - lo[:, None, None]
+    return np.stack(
+        [ndi.map_coordinates(ndi.gaussian_filter(c, sigma, mode="mirror"), local, order=1, mode="mirror") for c in crop]
+    )
