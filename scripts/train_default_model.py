@@ -105,12 +105,17 @@ def main(argv=None) -> int:
                    help="width (px, at the trained object size) of the weighted losses' border term")
     p.add_argument("--no-class-balance", dest="class_balance", action="store_false",
                    help="the weighted losses weigh background and foreground alike (no w_c)")
-    p.add_argument("--rims", default="image", choices=choices(TrainConfig, "rims"),
-                   help="draw the boundary class on each resampled patch ('patch': one pixel wide at any zoom) or "
-                   "on the whole image before resampling ('image', as shipped; see TrainConfig.rims)")
-    p.add_argument("--antialias", action="store_true",
+    p.add_argument("--rims", default="patch", choices=choices(TrainConfig, "rims"),
+                   help="draw the boundary class on each resampled patch ('patch', as shipped: one pixel wide at any "
+                   "zoom) or on the whole image before resampling ('image', as the earlier default models; see "
+                   "TrainConfig.rims)")
+    p.add_argument("--antialias", dest="antialias", action="store_true", default=True,
                    help="smooth the image before a patch is shrunk, as prediction smooths an image it shrinks "
-                   "(see AugmentConfig.antialias); default: plain bilinear sampling, as shipped")
+                   "(the default, as shipped; see AugmentConfig.antialias)")
+    p.add_argument("--no-antialias", dest="antialias", action="store_false",
+                   help="shrink patches by plain bilinear sampling, as the earlier default models were trained; "
+                   "default: smooth the image first, as prediction smooths an image it shrinks (as shipped; see "
+                   "AugmentConfig.antialias)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
     p.add_argument("--sampling", default="area", choices=choices(TrainConfig, "sampling"),
