@@ -133,12 +133,12 @@ def test_rims_redrawn_on_each_patch_part_every_object_at_any_zoom(zoom):
         assert thick[False] > 0.1, f"an enlarged patch of the image's rims should be thicker, got {thick[False]:.2f}"
 
 
-def _noise_patches(zoom, antialias, *, rotate=True):
+def _noise_patches(zoom, antialias):
     """16 patches of 64 px from white noise (std 1) shrunk or enlarged by ``zoom``, geometry only."""
     image = np.random.default_rng(0).normal(size=(1, 512, 512)).astype(np.float32)
     sample = Sample(image, np.zeros((512, 512), np.uint16), np.ones((512, 512), bool), np.zeros((512, 512), np.uint8),
                     zoom=zoom)
-    augment = AugmentConfig(flips=False, rotate=rotate, elastic=False, intensity=False, antialias=antialias)
+    augment = AugmentConfig(flips=False, elastic=False, intensity=False, antialias=antialias)
     sampler = PatchSampler([sample], patch=64, augment=augment, object_bias=0.0, rng=np.random.default_rng(1))
     return sampler.batch(16)[0], image
 
