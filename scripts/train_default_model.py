@@ -113,9 +113,7 @@ def main(argv=None) -> int:
                    help="smooth the image before a patch is shrunk, as prediction smooths an image it shrinks "
                    "(the default, as shipped; see AugmentConfig.antialias)")
     p.add_argument("--no-antialias", dest="antialias", action="store_false",
-                   help="shrink patches by plain bilinear sampling, as the earlier default models were trained; "
-                   "default: smooth the image first, as prediction smooths an image it shrinks (as shipped; see "
-                   "AugmentConfig.antialias)")
+                   help="shrink patches by plain bilinear sampling, as the earlier default models were trained")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a moving average of the weights with this decay (0: off; e.g. 0.999)")
     p.add_argument("--sampling", default="area", choices=choices(TrainConfig, "sampling"),
