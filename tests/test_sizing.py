@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet.core.sizing import estimate_scale
+from napari_unet.core.sizing import estimate_scale, linear_resize, rescale, resize_to
 from napari_unet.core.targets import object_diameters
 
 TRAINED = 20.0
@@ -191,3 +191,43 @@ def test_the_search_from_below_stops_when_it_comes_up_to_the_zoom_already_settle
 
     assert estimate_scale(_discs(20), counted, TRAINED) == pytest.approx(1.0, rel=0.05)
     assert len(crops) == 2, crops
+
+
+# rescale and resize_to: the same numbers as scikit-image's resize, which they replace for speed
+
+RESIZES = [((1, 64, 64), (56, 56)), ((3, 100, 37), (213, 11)), ((2, 5, 7), (13, 2)), ((1, 1, 9), (3, 4)), ((1, 9, 9), (9, 20))]
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect"])
+@pytest.mark.parametrize("shape,out", RESIZES)
+def test_linear_resize_samples_as_scikit_image_resize_does(shape, out, mode):
+    from skimage.transform import resize
+
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    expected = resize(x, (shape[0], *out), order=1, mode=mode, anti_aliasing=False, preserve_range=True)
+    got = linear_resize(x, out, mode=mode)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.23, 0.5, 0.8, 1.7, 3.0])
+def test_rescale_matches_scikit_image_anti_aliased_resize(scale):
+    from skimage.transform import resize
+
+    x = np.random.default_rng(1).normal(size=(2, 61, 90)).astype(np.float32)
+    shape = (2, round(61 * scale), round(90 * scale))
+    expected = resize(x, shape, order=1, mode="reflect", anti_aliasing=scale < 1, preserve_range=True)
+    np.testing.assert_allclose(rescale(x, scale), expected, atol=1e-5)
+
+
+def test_probabilities_resized_back_match_scikit_image():
+    from skimage.transform import resize
+
+    prob = np.random.default_rng(2).random((3, 40, 52), dtype=np.float32)
+    expected = resize(prob, (3, 97, 31), order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+    np.testing.assert_allclose(resize_to(prob, (97, 31)), expected, atol=1e-6)
+
+
+def test_linear_resize_refuses_a_mode_it_does_not_know():
+    with pytest.raises(ValueError, match="mode must be 'edge' or 'reflect', got 'wrap'"):
+        linear_resize(np.zeros((1, 4, 4), np.float32), (8, 8), mode="wrap")

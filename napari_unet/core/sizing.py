@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from skimage.transform import resize
+from scipy import ndimage as ndi
 
 from .targets import object_diameters
 
@@ -40,20 +40,71 @@ MIN_OBJECTS = 3  # a smaller zoom settled on fewer objects than this is one clum
 
 
 def rescale(x: np.ndarray, scale: float) -> np.ndarray:
-    """Resize a ``(C, Y, X)`` float image by ``scale`` (bilinear, anti-aliased when shrinking)."""
+    """Resize a ``(C, Y, X)`` float image by ``scale`` (bilinear, anti-aliased when shrinking).
+
+    The same numbers as ``skimage.transform.resize(..., order=1, mode="reflect",
+    anti_aliasing=scale < 1)``: a Gaussian of :func:`smoothing_sigma` first
+    when shrinking, then :func:`linear_resize`.
+    """
     if scale == 1.0:
         return x
-    shape = (x.shape[0], max(1, round(x.shape[1] * scale)), max(1, round(x.shape[2] * scale)))
-    return resize(x, shape, order=1, mode="reflect", anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
+    shape = (max(1, round(x.shape[1] * scale)), max(1, round(x.shape[2] * scale)))
+    if scale < 1:
+        sigma = [0.0] + [smoothing_sigma(n / m) for n, m in zip(x.shape[1:], shape)]
+        x = ndi.gaussian_filter(x, sigma, mode="mirror")
+    return linear_resize(x, shape, mode="reflect")
 
 
 def resize_to(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resize ``(K, y, x)`` probabilities to ``(K, *shape)`` (bilinear)."""
     if prob.shape[1:] == tuple(shape):
         return prob
-    return resize(prob, (prob.shape[0], *shape), order=1, mode="edge", anti_aliasing=False, preserve_range=True).astype(
-        np.float32
-    )
+    return linear_resize(prob, shape, mode="edge")
+
+
+def smoothing_sigma(factor: float) -> float:
+    """Gaussian sigma (input pixels) that keeps a shrink by ``factor`` (input / output size) from aliasing.
+
+    ``(factor - 1) / 2``, as scikit-image's anti-aliased resize; 0 when not shrinking.
+    """
+    return max(0.0, (factor - 1) / 2)
+
+
+def linear_resize(x: np.ndarray, shape: tuple[int, int], *, mode: str = "edge") -> np.ndarray:
+    """Bilinear resize of the last two axes of a ``(C, Y, X)`` array to ``shape``, as float32.
+
+    Pixel centres map onto pixel centres (output pixel ``j`` samples input
+    position ``(j + 0.5) * n / m - 0.5``), as ``skimage.transform.resize`` with
+    ``order=1`` does; beyond the outer pixel centres the image continues by
+    ``mode``: ``"edge"`` repeats the edge pixel, ``"reflect"`` mirrors about it.
+    One pass per axis that changes, two gathers and a blend each: several
+    times faster than the general spline code of ``scipy.ndimage.zoom``.
+    """
+    if mode not in ("edge", "reflect"):
+        raise ValueError(f"mode must be 'edge' or 'reflect', got {mode!r}")
+    out = np.asarray(x, dtype=np.float32)
+    for axis, m in ((1, int(shape[0])), (2, int(shape[1]))):
+        n = out.shape[axis]
+        if n == m:
+            continue
+        position = (np.arange(m) + 0.5) * (n / m) - 0.5
+        below = np.floor(position).astype(np.intp)
+        weight = (position - below).astype(np.float32).reshape([m if a == axis else 1 for a in range(3)])
+        a = np.take(out, _inside(below, n, mode), axis=axis)
+        b = np.take(out, _inside(below + 1, n, mode), axis=axis)
+        out = a + (b - a) * weight
+    return out
+
+
+def _inside(index: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Indices of an axis of length ``n``, those outside folded back in by ``mode``."""
+    if n == 1:
+        return np.zeros_like(index)
+    if mode == "edge":
+        return np.clip(index, 0, n - 1)
+    period = 2 * (n - 1)
+    index = np.abs(index) % period
+    return np.where(index >= n, period - index, index)
 
 
 def median_diameter(labels: np.ndarray) -> float | None:

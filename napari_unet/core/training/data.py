@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 from ..axes import plane_layout
 from ..config import IGNORE_INDEX, ModelConfig, choices
 from ..normalize import normalize
+from ..sizing import smoothing_sigma
 from ..targets import instance_targets, semantic_targets
 from .config import AugmentConfig, TrainConfig
 
@@ -379,13 +380,13 @@ class PatchSampler:
 def resample(image: np.ndarray, coords: np.ndarray, zoom: float) -> np.ndarray:
     """Bilinear samples of a ``(C, Y, X)`` image at ``coords``; smoothed first when ``zoom < 1``.
 
-    The smoothing is that of prediction's anti-aliased resize (Gaussian,
-    sigma ``(1/zoom - 1) / 2``, mirrored edges), applied to the part of the
-    image the patch covers only.
+    The smoothing is that of prediction's anti-aliased resize (Gaussian of
+    :func:`~napari_unet.core.sizing.smoothing_sigma`, mirrored edges), applied
+    to the part of the image the patch covers only.
     """
     if zoom >= 1:
         return np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror") for c in image])
-    sigma = (1 / zoom - 1) / 2
+    sigma = smoothing_sigma(1 / zoom)
     margin = int(np.ceil(4 * sigma)) + 2
     shape = np.array(image.shape[1:])
     first, last = coords.reshape(2, -1).min(axis=1), coords.reshape(2, -1).max(axis=1)
