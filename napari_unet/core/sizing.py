@@ -34,6 +34,7 @@ from .targets import object_diameters
 
 CROP = 512
 TOLERANCE = math.log(1.15)
+STOP_BELOW = TOLERANCE  # the search from below stops this far (log zoom) below the zoom already settled
 LADDER = (0.125, 0.25, 0.5, 2.0, 4.0)
 LIMITS = (1 / 16, 8.0)
 MIN_OBJECTS = 3  # a smaller zoom settled on fewer objects than this is one clump of many (see estimate_scale)
@@ -154,10 +155,10 @@ def estimate_scale(
     # which can look settled at a zoom that is still too large, and can even hold up at half of
     # it. So check again from well below, and keep the smaller zoom where that one settles on
     # several objects (tiny objects made far too small can settle as one clump of all of them).
-    # Once that search comes up to within the tolerance of the zoom already settled, it has found
+    # Once that search comes up to within STOP_BELOW of the zoom already settled, it has found
     # nothing smaller: it stops there, which saves its last measurements when the first zoom is right.
     lower, settled, count = _settle(
-        x, label_crop, object_size, min(scale / 4, 0.25), iterations_below, ceiling=scale * math.exp(-TOLERANCE)
+        x, label_crop, object_size, min(scale / 4, 0.25), iterations_below, ceiling=scale * math.exp(-STOP_BELOW)
     )
     found_below = lower is not None and settled and count >= MIN_OBJECTS
     if not seen:
@@ -207,8 +208,9 @@ def _settle(
     return scale, False, d.size
 
 
-def _crop(x: np.ndarray, scale: float, crop: int = CROP) -> np.ndarray:
-    """The centre of ``x``, rescaled, at most ``crop`` x ``crop`` pixels after rescaling."""
+def _crop(x: np.ndarray, scale: float, crop: int | None = None) -> np.ndarray:
+    """The centre of ``x``, rescaled, at most ``crop`` (default :data:`CROP`) pixels square after rescaling."""
+    crop = CROP if crop is None else crop
     side = max(1, int(crop / scale))
     y0 = max(0, (x.shape[1] - side) // 2)
     x0 = max(0, (x.shape[2] - side) // 2)
