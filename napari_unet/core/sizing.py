@@ -93,7 +93,10 @@ def linear_resize(x: np.ndarray, shape: tuple[int, int], *, mode: str = "edge") 
         weight = (position - below).astype(np.float32).reshape([m if a == axis else 1 for a in range(3)])
         a = np.take(out, _inside(below, n, mode), axis=axis)
         b = np.take(out, _inside(below + 1, n, mode), axis=axis)
-        out = a + (b - a) * weight
+        b -= a  # a + (b - a) * weight, in place: two arrays of the output's size, not five
+        b *= weight
+        b += a
+        out = b
     return out
 
 
