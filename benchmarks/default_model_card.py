@@ -128,6 +128,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path, help="also write all numbers here")
     p.add_argument("--against", help="another model (name or file) to compare with on the held-out images")
+    p.add_argument("--scales", type=float, nargs="+", default=list(SCALES),
+                   help="zooms of the scale-robustness table (default: %(default)s)")
     args = p.parse_args(argv)
     model = load_model(args.model)
     print(f"model {args.model}: {sum(t.numel() for t in model.network.state_dict().values()) * 4 / 1e6:.1f} MB of weights")
@@ -150,14 +152,14 @@ def main(argv=None) -> int:
         if args.against:
             compare(load_model(args.against), args.against, written, results, args.device)
         print("\nScale robustness: AP@0.5 with the object size estimated automatically")
-        print(f"{'images':<18} " + " ".join(f"{s:>6}x" for s in SCALES))
+        print(f"{'images':<18} " + " ".join(f"{s:>6}x" for s in args.scales))
         for group, ids in groups.items():
             row = []
-            for scale in SCALES:
+            for scale in args.scales:
                 images, labels = write_scaled(ids, scale, Path(tmp) / group.replace("/", "_") / str(scale))
                 r = evaluate(model, images, labels, device=args.device)["results"]["model"]
                 row.append(ap_at(r, 0.5))
-            results["scales"][group] = dict(zip(map(str, SCALES), row))
+            results["scales"][group] = dict(zip(map(str, args.scales), row))
             print(f"{group:<18} " + " ".join(f"{v:>7.3f}" for v in row))
     results["speed_1024"] = speed(model, args.device, args.repeats)
     print("\nSpeed: 1024x1024 image, segment() end to end, median of repeats")
