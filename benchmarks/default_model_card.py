@@ -74,11 +74,14 @@ def write_scaled(ids: list[str], scale: float, folder: Path) -> tuple[list[Path]
     return images, labels
 
 
+def nearest_threshold(result: dict, threshold: float) -> int:
+    """Index of the IoU threshold of ``result`` nearest ``threshold``."""
+    return int(np.argmin(np.abs(np.asarray(result["pooled"]["thresholds"]) - threshold)))
+
+
 def ap_at(result: dict, threshold: float) -> float:
     """Pooled AP at the IoU threshold nearest ``threshold``."""
-    pooled = result["pooled"]
-    i = int(np.argmin(np.abs(np.asarray(pooled["thresholds"]) - threshold)))
-    return float(pooled["average_precision"][i])
+    return float(result["pooled"]["average_precision"][nearest_threshold(result, threshold)])
 
 
 def speed(model, device: str, repeats: int) -> dict[str, float]:
@@ -100,7 +103,7 @@ def speed(model, device: str, repeats: int) -> dict[str, float]:
 
 def object_counts(result: dict, threshold: float) -> np.ndarray:
     """Per-image (TP, FP, FN) at the IoU threshold nearest ``threshold``, shape ``(images, 3)``."""
-    i = int(np.argmin(np.abs(np.asarray(result["pooled"]["thresholds"]) - threshold)))
+    i = nearest_threshold(result, threshold)
     return np.array([[im["tp"][i], im["fp"][i], im["fn"][i]] for im in result["per_image"]], dtype=float)
 
 
