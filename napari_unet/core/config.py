@@ -115,6 +115,12 @@ class ModelConfig(_Strict):
         None, gt=0, description="typical object diameter (pixels) in the training data, for rescaling"
     )
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    replay: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="replay set shipped with the package (napari_unet/models/<name>.replay.npz): crops of the data "
+        "the model was trained on, mixed into fine-tuning so that it keeps what it knew; fine-tuned models inherit it",
+    )
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -232,7 +232,7 @@ def test_the_viewer_stays_responsive_while_the_widget_trains(make_napari_viewer,
 def test_an_improved_model_predicts_the_plane_on_screen_aside_and_a_project_loads_back(
     viewer, qtbot, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("napari_unet.core.training.trainer._improved", lambda *a, **k: True)
+    monkeypatch.setattr("napari_unet.core.training.finetune.adopt", lambda *a, **k: True)
     image, labels = _real()
     stack = np.stack([image, image[::-1], image[:, ::-1]])
     truth = np.stack([labels, labels[::-1], labels[:, ::-1]])

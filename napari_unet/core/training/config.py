@@ -98,15 +98,30 @@ class TrainConfig(BaseModel):
         "magnifications, where large images of small objects would otherwise crowd out the others)",
     )
     augment: AugmentConfig = AugmentConfig()
+    replay: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="fine-tuning: share of the patches drawn from the parent model's replay set (crops of the data "
+        "it was trained on, ModelConfig.replay), so that it keeps what it knew; 0: off",
+    )
+    batch_norm: Literal["frozen", "train"] = Field(
+        "frozen",
+        description="fine-tuning: keep the parent's batch-norm statistics ('frozen'), or update them from the "
+        "batches ('train'); a model from scratch always trains them",
+    )
     val_every: int = Field(50, ge=1)
     keep: Literal["best", "last"] = Field(
         "best",
         description="which weights are the result: those with the best validation score, or those of the last "
-        "step ('last': for long runs on few validation images, whose best score can be an early checkpoint's luck)",
+        "step ('last': for long runs on few validation images, whose best score can be an early checkpoint's luck). "
+        "A fine-tune (FineTune) always keeps the last: the held-out corrections judge it, so they do not pick it",
     )
     val_fraction: float = Field(0.2, ge=0, lt=1)
     tune_thresholds: bool = Field(
-        True, description="instances: choose the post-processing thresholds on the validation data at the end"
+        True,
+        description="instances: choose the post-processing thresholds on the validation data at the end (a "
+        "fine-tune does so only when whole images with enough objects are held out, see FineTune)",
     )
     seed: int = 0
     amp: bool = Field(True, description="mixed precision on CUDA")

@@ -27,6 +27,7 @@ equal terms.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import math
@@ -43,8 +44,11 @@ from ..devices import resolve_device
 from ..losses import WEIGHTED, deep_supervision, loss_for_outputs
 from ..model import Model
 from ..weightmap import unet_weight_map
+from .check import Comparison
+from .check import verdict as check_verdict
 from .config import TrainConfig
-from .data import PatchSampler, Sample
+from .data import PatchSampler, Sample, share_by_group
+from .replay import load_replay
 from .scoring import Prediction, Score, predict_samples, score_predictions
 from .thresholds import tune_thresholds
 
@@ -85,9 +89,15 @@ class TrainResult:
     seconds: float
     stopped: bool
     history: list[TrainUpdate] = field(default_factory=list)
+    user_check: Comparison | None = None
+    forgetting_check: Comparison | None = None
+    folds: int = 1
+    timing: dict[str, float] = field(default_factory=dict)
 
     def verdict(self) -> str:
-        """One sentence for people: did the fine-tune help?"""
+        """For people: did the fine-tune help? (With checks: both comparisons and their intervals.)"""
+        if self.user_check is not None or self.forgetting_check is not None:
+            return check_verdict(self.user_check, self.forgetting_check)
         if self.improved is None:
             return "no validation data: the result could not be checked against the parent model"
         if self.parent_score is None:
@@ -98,6 +108,14 @@ class TrainResult:
             f"not adopted: the fine-tuned model scored {self.best_score} on validation, "
             f"the parent {self.parent_score}; keeping the parent"
         )
+
+
+    def time_split(self) -> str:
+        """Where the run's time went, e.g. ``120 s: training steps 86%, validation 4%, ...``."""
+        total = max(self.seconds, 1e-9)
+        names = {"steps": "training steps", "parent": "scoring the parent", "checks": "checks"}
+        parts = [f"{names.get(k, k)} {v / total:.0%}" for k, v in self.timing.items() if v > 0.005 * total]
+        return f"{self.seconds:.0f} s: " + ", ".join(parts)
 
 
 class Trainer:
@@ -114,6 +132,14 @@ class Trainer:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
     from_scratch : bool
         ``model`` is untrained: no parent to compare with.
+    deadline : float, optional
+        ``time.perf_counter()`` value at which training ends, instead of ``config.minutes``
+        after the first step (a caller that shares one time budget between runs).
+    parent_predictions : list of Prediction, optional
+        The parent's predictions of ``val``, when the caller has them already.
+
+    ``timing`` holds the seconds spent on training steps, validation, scoring
+    the parent and tuning thresholds once the run is over.
     """
 
     def __init__(
@@ -125,6 +151,8 @@ class Trainer:
         *,
         device: str = "auto",
         from_scratch: bool = False,
+        deadline: float | None = None,
+        parent_predictions: list[Prediction] | None = None,
     ):
         self.config = config
         self.device = resolve_device(device)
@@ -136,8 +164,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         # An unpadded U-Net takes only some sizes, U^2-Net multiples of 32: the next one up.
         patch = self.network.valid_input_size(config.patch)
+        self.replay = load_replay(model.config) if self.parent is not None and config.replay > 0 else None
         self.sampler = PatchSampler(
-            train,
+            with_replay(train, self.replay.train, config.replay, config.sampling) if self.replay else train,
             patch=patch,
             augment=config.augment,
             object_bias=config.object_bias,
@@ -146,6 +175,10 @@ class Trainer:
             redraw_rims=model.config.task == "instances" and config.rims == "patch",
         )
         self.loss_fn = loss_for_outputs(config.loss, model.config.network.out_channels)
+        self.deadline = deadline
+        self._started = time.perf_counter()
+        self.parent_predictions = parent_predictions
+        self.timing = {"steps": 0.0, "validation": 0.0, "parent": 0.0, "thresholds": 0.0}
         self._stop = False
         self.result: TrainResult | None = None
 
@@ -156,9 +189,10 @@ class Trainer:
     def run(self) -> Generator[TrainUpdate, None, TrainResult]:
         """Train; yield a :class:`TrainUpdate` per step; return the :class:`TrainResult`."""
         cfg = self.config
-        parent_predictions = None
-        if self.parent is not None and self.val_samples:
-            parent_predictions = self._predict(self.parent.network)
+        parent_predictions = self.parent_predictions
+        if parent_predictions is None and self.parent is not None and self.val_samples:
+            with self._timed("parent"):
+                parent_predictions = self.parent_predictions = self._predict(self.parent.network)
         parent_score = score_predictions(parent_predictions, self.model_config) if parent_predictions else None
         best_score, best_state = None, None
         optimizer = self._optimizer()
@@ -170,18 +204,20 @@ class Trainer:
         average = self._averaged()
         kept = average.module if average is not None else self.network
         history: list[TrainUpdate] = []
-        start = time.perf_counter()
+        start = self._started = time.perf_counter()
         step = 0
         while not self._finished(step, time.perf_counter() - start):
             self._set_lr(optimizer, step, time.perf_counter() - start)
-            loss = self._step(optimizer, scaler, use_amp, channels_last)
-            if average is not None:
-                average.update_parameters(self.network)
+            with self._timed("steps"):
+                loss = self._step(optimizer, scaler, use_amp, channels_last)
+                if average is not None:
+                    average.update_parameters(self.network)
             step += 1
             elapsed = time.perf_counter() - start
             current = None
             if self.val_samples and (step % cfg.val_every == 0 or self._finished(step, elapsed)):
-                current = self._score(kept)
+                with self._timed("validation"):
+                    current = self._score(kept)
                 if cfg.keep == "last":  # the last step is always scored; its weights are taken after the loop
                     best_score = current
                 elif best_score is None or current.value > best_score.value:
@@ -192,14 +228,16 @@ class Trainer:
         if best_state is None:  # keep="last", or no validation: the last state is the result
             best_state = kept.state_dict()
             if best_score is None and self.val_samples and step:
-                best_score = self._score(kept)
+                with self._timed("validation"):
+                    best_score = self._score(kept)
         # A stopped run returns at once: tuning would keep the user waiting seconds after Stop.
         tune = self._tunes_thresholds() and step > 0 and not self._stop
-        if tune and parent_predictions:
-            parent_score = max(parent_score, tune_thresholds(parent_predictions, self.model_config)[1], key=_value)
-        finetuned = self._model_from(best_state, step, time.perf_counter() - start, best_score, parent_score)
-        if tune:
-            finetuned, best_score = self._tuned(finetuned, best_score)
+        with self._timed("thresholds"):
+            if tune and parent_predictions:
+                parent_score = max(parent_score, tune_thresholds(parent_predictions, self.model_config)[1], key=_value)
+            finetuned = self._model_from(best_state, step, time.perf_counter() - start, best_score, parent_score)
+            if tune:
+                finetuned, best_score = self._tuned(finetuned, best_score)
         improved = _improved(parent_score, best_score, has_parent=self.parent is not None)
         adopted = finetuned if (improved or self.parent is None or improved is None) else self.parent
         self.result = TrainResult(
@@ -216,12 +254,22 @@ class Trainer:
         )
         return self.result
 
+    @contextlib.contextmanager
+    def _timed(self, what: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[what] += time.perf_counter() - start
+
     def _finished(self, step: int, elapsed: float) -> bool:
         cfg = self.config
         if self._stop:
             return True
         if cfg.steps is not None and step >= cfg.steps:
             return True
+        if self.deadline is not None:
+            return time.perf_counter() >= self.deadline
         return cfg.minutes is not None and elapsed >= cfg.minutes * 60
 
     def _seconds_left(self, step: int, elapsed: float) -> float | None:
@@ -229,13 +277,19 @@ class Trainer:
         left = []
         if cfg.steps is not None and step:
             left.append(elapsed / step * (cfg.steps - step))
-        if cfg.minutes is not None:
+        if self.deadline is not None:
+            left.append(self.deadline - time.perf_counter())
+        elif cfg.minutes is not None:
             left.append(cfg.minutes * 60 - elapsed)
         return max(0.0, min(left)) if left else None
 
     def _step(self, optimizer, scaler, use_amp: bool, channels_last: bool) -> float:
         cfg = self.config
         self.network.train()
+        if self.parent is not None and cfg.batch_norm == "frozen":
+            for m in self.network.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()  # normalise with the parent's statistics, as prediction will
         images, targets, labels = self.sampler.batch(cfg.batch_size)
         x = torch.from_numpy(images).to(self.device)
         if channels_last:
@@ -291,12 +345,19 @@ class Trainer:
         if cfg.schedule == "constant":
             return
         progress = step / cfg.steps if cfg.steps else 0.0
-        if cfg.minutes is not None:
-            progress = max(progress, elapsed / (cfg.minutes * 60))
+        budget = self._budget()
+        if budget is not None:
+            progress = max(progress, elapsed / budget)
         warmup = min(1.0, (step + 1) / 20)
         lr = cfg.lr * warmup * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
         for group in optimizer.param_groups:
             group["lr"] = lr
+
+    def _budget(self) -> float | None:
+        """Seconds of training from the first step to the end set by ``deadline`` or ``config.minutes``."""
+        if self.deadline is not None:
+            return max(self.deadline - self._started, 1e-9)
+        return self.config.minutes * 60 if self.config.minutes is not None else None
 
     def _averaged(self) -> AveragedModel | None:
         """The moving average of the weights (``config.ema``), or None when it is off."""
@@ -341,6 +402,12 @@ class Trainer:
             else None,
         }
         return Model(network, self.model_config.model_copy(update={"provenance": provenance}))
+
+
+def with_replay(train: list[Sample], replay: list[Sample], share: float, sampling: str) -> list[Sample]:
+    """``train`` and ``replay`` samples, weighted so that ``share`` of the patches come from ``replay``."""
+    groups = ["corrections"] * len(train) + ["replay"] * len(replay)
+    return share_by_group(list(train) + list(replay), groups, {"replay": share}, sampling)
 
 
 def _value(score: Score) -> float:

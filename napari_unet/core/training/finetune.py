@@ -1,0 +1,272 @@
+"""Fine-tune on a user's corrections and check, on images it did not train on, that it helped.
+
+>>> finetune = FineTune(parent, samples, TrainConfig(minutes=2))
+>>> result = progress.run(finetune.run())      # yields Stage and TrainUpdate; finetune.stop() ends it
+>>> result.verdict()
+
+What a user's corrections can tell about the user's *other* images depends on
+how many images they cover, so the held-out part is chosen by that:
+
+- **five images (planes) or more**: ``val_fraction`` of the whole images is held out
+  and the rest trained on, in one run;
+- **two to four**: a rotation. Each image is held out in turn and a run of
+  ``1 / n`` of the time trains on the others (the replay data beside them);
+  each run is scored on the image it did not see, and the result is the average
+  of the runs' weights (runs that start from the same parent and stay near
+  it average into one model that is as good as each, or better);
+- **one image**: a band of it is held out (:func:`~.data.split_validation`);
+  a weak check, since the band looks like the rest of the image, and the
+  verdict says so.
+
+Then the fine-tuned model and its parent are compared on the held-out
+corrections and on the replay check (:mod:`.check`), and the parent stays in
+use unless the fine-tune is better on the first and has not forgotten the
+second. The time asked for is the whole run's: the steps get what is left
+after scoring the parent at the start and reserving as long for the checks
+at the end (``TrainResult.timing`` says where it went).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model import Model
+from .check import Comparison, adopt, compare, prediction_counts
+from .config import TrainConfig
+from .data import Sample, split_validation
+from .replay import load_replay
+from .scoring import Prediction, Score, predict_samples
+from .trainer import Trainer, TrainResult, TrainUpdate
+
+WHOLE_IMAGES = 5  # from this many images (planes) up, whole ones are held out; below, they take turns
+MIN_TUNING_OBJECTS = 200  # held-out objects needed before post-processing thresholds are re-tuned on them
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Work around the training steps, announced as it starts (``seconds``: since the run started)."""
+
+    name: str
+    seconds: float
+
+
+class FineTune:
+    """Train ``model`` on ``samples`` (held-out part chosen as the module says) and check the result.
+
+    Parameters
+    ----------
+    model : Model
+        The parent, or an untrained model (``from_scratch``: nothing to compare with, no checks).
+    samples : list of Sample
+        Every reviewed plane; the held-out part is taken from them here.
+    config : TrainConfig
+    device : str
+    from_scratch : bool
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        samples: list[Sample],
+        config: TrainConfig,
+        *,
+        device: str = "auto",
+        from_scratch: bool = False,
+    ):
+        if not samples:
+            raise ValueError("no reviewed samples to train on")
+        self.model, self.samples, self.config = model, samples, config
+        self.device, self.from_scratch = device, from_scratch
+        self.folds = plan_folds(samples, config, rotate=not from_scratch)
+        self.trainer: Trainer | None = None
+        self.result: TrainResult | None = None
+        self._stop = False
+
+    def stop(self) -> None:
+        """End the run after the current step (thread-safe); the folds not started are skipped."""
+        self._stop = True
+        if self.trainer is not None:
+            self.trainer.stop()
+
+    @property
+    def n_train(self) -> int:
+        return len(self.folds[0][0])
+
+    @property
+    def n_val(self) -> int:
+        return sum(len(val) for _, val in self.folds)
+
+    def run(self) -> Generator[Stage | TrainUpdate, None, TrainResult]:
+        cfg, parent = self.config, self.model
+        start = time.perf_counter()
+        timing = {"preparation": 0.0, "steps": 0.0, "validation": 0.0, "parent": 0.0, "thresholds": 0.0, "checks": 0.0}
+        replay = load_replay(parent.config) if not self.from_scratch and cfg.replay > 0 else None
+
+        parent_val: list[list[Prediction]] = []
+        replay_parent: list[Prediction] = []
+        if not self.from_scratch and any(val for _, val in self.folds):
+            yield Stage("scoring the parent model on the held-out corrections", time.perf_counter() - start)
+            t = time.perf_counter()
+            parent_val = [predict_samples(parent.network, val, parent.config, device=self.device) if val else []
+                          for _, val in self.folds]
+            if replay is not None and replay.check:
+                replay_parent = predict_samples(parent.network, replay.check, parent.config, device=self.device)
+            timing["parent"] += time.perf_counter() - t
+        # The checks at the end predict what the parent predicted here, once more: keep that time for them.
+        deadline = start + cfg.minutes * 60 - 1.2 * timing["parent"] if cfg.minutes is not None else None
+
+        results: list[TrainResult] = []
+        history: list[TrainUpdate] = []
+        steps = 0
+        for i, (train, val) in enumerate(self.folds):
+            if self._stop:
+                break
+            left = len(self.folds) - i
+            fold_deadline = None
+            if deadline is not None:
+                now = time.perf_counter()
+                fold_deadline = now + max(deadline - now, 0.0) / left
+            fold_steps = math.ceil((cfg.steps - steps) / left) if cfg.steps is not None else None
+            tune = cfg.tune_thresholds and len(self.folds) == 1 and _objects(val) >= MIN_TUNING_OBJECTS
+            keep = cfg.keep if self.from_scratch else "last"  # what judges a run must not also pick its checkpoint
+            fold_config = cfg.model_copy(update={"steps": fold_steps, "tune_thresholds": tune, "keep": keep})
+            if len(self.folds) > 1:
+                yield Stage(f"run {i + 1} of {len(self.folds)}: training on all but {val[0].name}",
+                            time.perf_counter() - start)
+            trainer = Trainer(parent, train, val, fold_config, device=self.device, from_scratch=self.from_scratch,
+                              deadline=fold_deadline, parent_predictions=parent_val[i] if parent_val else None)
+            self.trainer = trainer
+            if self._stop:
+                trainer.stop()
+            generator = trainer.run()
+            while True:
+                try:
+                    update = next(generator)
+                except StopIteration as done:
+                    results.append(done.value)
+                    break
+                update = TrainUpdate(
+                    steps + update.step,
+                    cfg.steps,
+                    time.perf_counter() - start,
+                    _left(cfg, steps + update.step, time.perf_counter() - start, deadline),
+                    update.loss,
+                    update.score,
+                )
+                history.append(update)
+                yield update
+            steps += results[-1].steps
+            for key, value in trainer.timing.items():
+                timing[key] += value
+
+        finetuned = results[0].finetuned if len(results) == 1 else average_models([r.finetuned for r in results])
+        user = forgetting = None
+        if not self.from_scratch and steps > 0:
+            yield Stage("checking the fine-tuned model on held-out corrections and the parent's data",
+                        time.perf_counter() - start)
+            t = time.perf_counter()
+            user = self._user_check(results, parent_val)
+            if replay_parent:
+                mine = predict_samples(finetuned.network, replay.check, finetuned.config, device=self.device)
+                forgetting = compare(
+                    "the parent's own training data (forgetting check)",
+                    prediction_counts(replay_parent, parent.config),
+                    prediction_counts(mine, finetuned.config),
+                    seed=cfg.seed,
+                )
+            timing["checks"] += time.perf_counter() - t
+        if self.from_scratch:
+            improved = results[0].improved if len(results) == 1 else None
+        else:
+            improved = adopt(user, forgetting) if steps else False
+        finetuned = _with_checks(finetuned, user, forgetting, len(self.folds), steps)
+        seconds = time.perf_counter() - start
+        timing["preparation"] = max(0.0, seconds - sum(timing.values()))
+        self.result = TrainResult(
+            model=finetuned if improved or self.from_scratch else parent,
+            finetuned=finetuned,
+            parent=None if self.from_scratch else parent,
+            parent_score=Score(user.parent, "AP@0.5", {}) if user else results[0].parent_score,
+            best_score=Score(user.finetuned, "AP@0.5", {}) if user else results[0].best_score,
+            improved=improved,
+            steps=steps,
+            seconds=seconds,
+            stopped=self._stop or any(r.stopped for r in results),
+            history=history,
+            user_check=user,
+            forgetting_check=forgetting,
+            folds=len(results),
+            timing=timing,
+        )
+        return self.result
+
+    def _user_check(self, results: list[TrainResult], parent_val: list[list[Prediction]]) -> Comparison | None:
+        """Parent against each run's model on the corrections that run did not train on, pooled."""
+        before, after = [], []
+        for (_, val), result, parent_predictions in zip(self.folds, results, parent_val):
+            if not val:
+                continue
+            model = result.finetuned
+            mine = predict_samples(model.network, val, model.config, device=self.device)
+            before += prediction_counts(parent_predictions, self.model.config)
+            after += prediction_counts(mine, model.config)
+        if not before:
+            return None
+        where = "your held-out corrections" if len(results) == 1 else "your corrections, each image held out in turn"
+        return compare(where, before, after, seed=self.config.seed)
+
+
+def plan_folds(
+    samples: list[Sample], config: TrainConfig, *, rotate: bool = True
+) -> list[tuple[list[Sample], list[Sample]]]:
+    """``(train, held out)`` for each run: see the module's docstring (``rotate=False``: one run whatever
+    the number of images, as for a model trained from scratch, which nothing is compared with)."""
+    rng = np.random.default_rng(config.seed)
+    if config.val_fraction <= 0:
+        return [(list(samples), [])]
+    if rotate and 2 <= len(samples) < WHOLE_IMAGES:
+        return [([s for j, s in enumerate(samples) if j != i], [held]) for i, held in enumerate(samples)]
+    return [split_validation(samples, config.val_fraction, rng)]
+
+
+def average_models(models: list[Model]) -> Model:
+    """One model whose weights (and batch-norm statistics) are the mean of ``models``' (same architecture)."""
+    states = [m.network.state_dict() for m in models]
+    mean = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            mean[key] = torch.stack([s[key] for s in states]).mean(dim=0)
+        else:
+            mean[key] = value.clone()
+    network = copy.deepcopy(models[0].network)
+    network.load_state_dict(mean)
+    return Model(network.eval(), models[0].config)
+
+
+def _with_checks(model: Model, user: Comparison | None, forgetting: Comparison | None, folds: int, steps: int) -> Model:
+    provenance = dict(model.config.provenance, steps=steps, runs=folds)
+    provenance["check"] = {
+        "held_out": user.as_dict() if user else None,
+        "forgetting": forgetting.as_dict() if forgetting else None,
+    }
+    return Model(model.network, model.config.model_copy(update={"provenance": provenance}))
+
+
+def _objects(samples: list[Sample]) -> int:
+    return sum(np.unique(s.labels[s.reviewed & (s.labels > 0)]).size for s in samples)
+
+
+def _left(cfg: TrainConfig, step: int, elapsed: float, deadline: float | None) -> float | None:
+    left = []
+    if cfg.steps is not None and step:
+        left.append(elapsed / step * (cfg.steps - step))
+    if deadline is not None:
+        left.append(deadline - time.perf_counter())
+    return max(0.0, min(left)) if left else None

@@ -1,0 +1,223 @@
+"""Fine-tuning on corrections: replay, the held-out plan, the check and its verdict, where the time goes."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet import load_model
+from napari_unet.core.metrics import match_instances
+from napari_unet.core.progress import run
+from napari_unet.core.training import FineTune, Stage, TrainConfig, Trainer, make_samples
+from napari_unet.core.training.check import (
+    FORGETTING_TOLERANCE,
+    Comparison,
+    adopt,
+    compare,
+    region_counts,
+    verdict,
+)
+from napari_unet.core.training.files import scale_to
+from napari_unet.core.training.finetune import average_models, plan_folds
+from napari_unet.core.training.replay import load_replay
+
+from .conftest import DATA, small_model
+
+KROMP = DATA / "kromp2020_train"
+
+
+def _kromp_samples(model, names, *, labels_of=None):
+    """Samples of kromp2020 images at the model's object size; ``labels_of`` maps a name to the
+    image whose labels it gets (wrong corrections)."""
+    samples = []
+    for name in names:
+        image = tifffile.imread(KROMP / "images" / f"{name}.tif")
+        labels = tifffile.imread(KROMP / "labels" / f"{(labels_of or {}).get(name, name)}.tif")
+        samples += make_samples(image, labels, model.config, name=name)
+    return scale_to(samples, model.config.object_size)
+
+
+# --- replay -------------------------------------------------------------------------------------
+
+
+def test_the_default_model_ships_a_replay_set_of_its_own_training_images_with_a_part_kept_to_check():
+    replay = load_replay(load_model("default").config)
+    assert replay is not None and len(replay.train) >= 16 and len(replay.check) >= 8
+    train_images = {s.name for s in replay.train}
+    assert not train_images & {s.name for s in replay.check}
+    for s in replay.train + replay.check:
+        assert s.image.shape[0] == 1 and s.image.shape[1:] == s.labels.shape and s.zoom == 1.0
+        assert (s.labels[s.reviewed] > 0).any()
+        assert s.image.dtype == np.float32 and -1 < s.image.min() < 0.5 < s.image.max() < 10  # normalised
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.75])
+def test_replay_patches_make_the_share_of_the_batches_asked_for(share):
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1"])
+    trainer = Trainer(parent, samples, [], TrainConfig(steps=1, replay=share, patch=64), device="cpu")
+    names = [s.name for s in trainer.sampler.samples]
+    replayed = np.array([n.startswith("replay:") for n in names])
+    assert replayed.sum() == len(load_replay(parent.config).train) and (~replayed).sum() == 1
+    assert trainer.sampler._p[replayed].sum() == pytest.approx(share)
+    drawn = np.random.default_rng(0).choice(len(names), size=4000, p=trainer.sampler._p)
+    assert abs(replayed[drawn].mean() - share) < 0.03
+
+
+def test_no_replay_when_switched_off_from_scratch_or_for_a_model_that_has_none():
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1"])
+    for trainer in (
+        Trainer(parent, samples, [], TrainConfig(steps=1, replay=0.0), device="cpu"),
+        Trainer(parent, samples, [], TrainConfig(steps=1), device="cpu", from_scratch=True),
+        Trainer(small_model(), samples, [], TrainConfig(steps=1), device="cpu"),
+    ):
+        assert trainer.replay is None
+        assert not any(s.name.startswith("replay:") for s in trainer.sampler.samples)
+
+
+def test_frozen_batch_norm_keeps_the_parents_statistics_and_training_them_moves_them():
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1"])
+    config = dict(steps=2, patch=64, batch_size=2, val_fraction=0.0)
+    frozen = run(Trainer(parent, samples, [], TrainConfig(batch_norm="frozen", **config), device="cpu").run())
+    trained = run(Trainer(parent, samples, [], TrainConfig(batch_norm="train", **config), device="cpu").run())
+    key = next(k for k in parent.network.state_dict() if k.endswith("running_mean"))
+    before = parent.network.state_dict()[key]
+    assert np.array_equal(frozen.finetuned.network.state_dict()[key], before)
+    assert not np.allclose(trained.finetuned.network.state_dict()[key], before)
+
+
+# --- the held-out plan ----------------------------------------------------------------------------
+
+
+def test_few_images_take_turns_being_held_out_many_give_whole_held_out_images_one_gives_a_band():
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1", "Neuroblastoma_2", "Neuroblastoma_3"])
+    config = TrainConfig(steps=1)
+    folds = plan_folds(samples, config)
+    assert len(folds) == 3
+    for i, (train, val) in enumerate(folds):
+        assert [s.name for s in val] == [samples[i].name]
+        assert sorted(s.name for s in train) == sorted(s.name for j, s in enumerate(samples) if j != i)
+    many = [s for s in samples for _ in range(2)]  # six planes
+    (train, val), = plan_folds(many, config)
+    assert len(val) >= 1 and len(train) + len(val) == 6
+    (train, val), = plan_folds(samples[:1], config)  # one image: a band of it
+    assert len(train) == len(val) == 1 and not (train[0].reviewed & val[0].reviewed).any()
+    assert plan_folds(samples, config, rotate=False)[0][1] != []  # from scratch: one run, still validated
+
+
+def test_averaging_models_averages_their_weights():
+    a, b = small_model(seed=1), small_model(seed=2)
+    mean = average_models([a, b])
+    for key, value in mean.network.state_dict().items():
+        x, y = a.network.state_dict()[key], b.network.state_dict()[key]
+        if value.is_floating_point():
+            np.testing.assert_allclose(value, (x + y) / 2, rtol=1e-6, atol=1e-7)
+
+
+# --- the check -------------------------------------------------------------------------------------
+
+
+def test_region_counts_add_up_to_the_whole_images_counts_and_leave_out_objects_not_reviewed():
+    truth = np.zeros((80, 80), np.uint16)
+    pred = np.zeros_like(truth)
+    for k, (y, x) in enumerate([(5, 5), (5, 45), (45, 5), (45, 45), (25, 25)], start=1):
+        truth[y : y + 10, x : x + 10] = k
+    pred[5:15, 5:15] = 1  # a match
+    pred[45:55, 47:57] = 2  # IoU 8/12 > 0.5: a match
+    pred[60:70, 60:70] = 3  # a false positive
+    reviewed = np.ones_like(truth, bool)
+    cells = region_counts(pred, truth, reviewed, grid=4)
+    whole = match_instances(pred, truth, thresholds=(0.5,))
+    assert len(cells) == 6  # the cells that hold an object
+    assert sum(int(c.tp[0]) for c in cells) == whole.tp[0] == 2
+    assert sum(int(c.fp[0]) for c in cells) == whole.fp[0] == 1
+    assert sum(int(c.fn[0]) for c in cells) == whole.fn[0] == 3
+    reviewed[:, 40:] = False
+    inside = region_counts(pred, truth, reviewed, grid=4)  # the grid covers the reviewed box
+    assert [sum(int(getattr(c, k)[0]) for c in inside) for k in ("tp", "fp", "fn")] == [1, 0, 2]
+    assert len(inside) == 3
+
+
+def _counts(tp, fp, fn):
+    return match_instances(*_objects(tp, fp, fn), thresholds=(0.5,))
+
+
+def _objects(tp, fp, fn):
+    """Labels with ``tp`` matched, ``fp`` unmatched predicted and ``fn`` missed objects."""
+    n = tp + fp + fn
+    pred, truth = np.zeros((8, 8 * max(n, 1)), np.uint16), np.zeros((8, 8 * max(n, 1)), np.uint16)
+    for k in range(n):
+        box = (slice(2, 6), slice(8 * k + 2, 8 * k + 6))
+        if k < tp + fp:
+            pred[box] = k + 1
+        if k < tp or k >= tp + fp:
+            truth[box] = k + 1
+    return pred, truth
+
+
+def test_compare_gives_pooled_scores_and_a_paired_interval_of_the_gain():
+    parent = [_counts(3, 1, 1), _counts(2, 2, 0), _counts(4, 0, 1)]
+    same = compare("x", parent, parent)
+    assert same.parent == same.finetuned == pytest.approx(9 / 14) and same.low == same.high == 0.0
+    assert same.objects == 11
+    perfect = [_counts(4, 0, 0), _counts(2, 0, 0), _counts(5, 0, 0)]
+    better = compare("x", parent, perfect)
+    assert better.gain == pytest.approx(1 - 9 / 14) and better.low > 0
+    assert compare("x", perfect, parent).high < 0
+    with pytest.raises(ValueError, match="same regions"):
+        compare("x", parent, parent[:2])
+
+
+def _comparison(gain, low=None):
+    return Comparison("x", 0.5, 0.5 + gain, gain - 0.05 if low is None else low, gain + 0.05, 100)
+
+
+def test_a_fine_tune_is_adopted_only_when_better_on_held_out_corrections_and_it_did_not_forget():
+    assert adopt(_comparison(0.04), _comparison(0.0)) is True
+    assert adopt(_comparison(0.04), _comparison(-FORGETTING_TOLERANCE + 0.001)) is True
+    assert adopt(_comparison(0.04), _comparison(-FORGETTING_TOLERANCE - 0.001)) is False
+    assert adopt(_comparison(0.0), _comparison(0.0)) is False
+    assert adopt(_comparison(-0.01), None) is False
+    assert adopt(None, _comparison(0.0)) is None
+    text = verdict(_comparison(0.04), _comparison(-0.05))
+    assert text.startswith("not adopted") and "the data the parent was trained on" in text
+    assert "+0.040" in text and "-0.050" in text and "interval" in text
+    assert "correct more images" in verdict(_comparison(0.01, low=-0.02), _comparison(0.0))
+
+
+# --- whole runs on real data -------------------------------------------------------------------------
+
+
+def test_a_fine_tune_on_wrong_corrections_is_refused_by_the_images_it_did_not_train_on():
+    parent = load_model("default")
+    names = ["Neuroblastoma_2", "Neuroblastoma_9"]
+    # each image gets the other's labels: wrong everywhere, and the held-out image shows it
+    samples = _kromp_samples(parent, names, labels_of={"Neuroblastoma_2": "Neuroblastoma_9",
+                                                       "Neuroblastoma_9": "Neuroblastoma_2"})
+    config = TrainConfig(steps=40, lr=3e-3, replay=0.2, val_every=10)
+    finetune = FineTune(parent, samples, config, device="cpu")
+    updates = []
+    result = run(finetune.run(), updates.append)
+    assert result.folds == 2 and result.steps == 40
+    assert result.user_check.gain < 0 and result.improved is False
+    assert result.model is parent and result.finetuned is not parent
+    assert result.verdict().startswith("not adopted")
+    assert result.finetuned.config.provenance["check"]["held_out"]["gain"] == result.user_check.gain
+    stages = [u.name for u in updates if isinstance(u, Stage)]
+    assert stages[0].startswith("scoring the parent") and stages[-1].startswith("checking")
+    assert sum(1 for s in stages if s.startswith("run ")) == 2
+    steps = [u.step for u in updates if not isinstance(u, Stage)]
+    assert steps == list(range(1, 41))  # one count through both runs
+
+
+def test_the_time_asked_for_is_the_whole_run_and_the_split_says_where_it_went():
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1", "Neuroblastoma_5"])
+    result = run(FineTune(parent, samples, TrainConfig(minutes=0.25, patch=128), device="cpu").run())
+    timing = result.timing
+    assert set(timing) >= {"steps", "validation", "parent", "checks", "preparation"}
+    assert sum(timing.values()) == pytest.approx(result.seconds, rel=1e-6)
+    assert timing["steps"] == max(timing.values())
+    assert result.time_split().startswith(f"{result.seconds:.0f} s: training steps")
