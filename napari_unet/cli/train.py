@@ -7,17 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
+from pydantic import ValidationError
 
 from ..core.config import INSTANCE_CLASSES, ModelConfig, UNetConfig, choices
 from ..core.devices import DEVICE_CHOICES
 from ..core.errors import NapariUNetError
-from ..core.model import Model, load_model
+from ..core.model import Model, check_model_output, load_model
 from ..core.progress import run
-from ..core.training import TrainConfig, Trainer, split_validation
-from ..core.training.files import load_samples, median_object_size, pair_files, scale_to
-from .options import channel_list, positive_int
+from ..core.training import FineTune, Stage, TrainConfig
+from ..core.training.files import check_objects, load_samples, median_object_size, pair_files, scale_to
+from .options import channel_list, positive_float, positive_int, settings_error
 
 
 # --arch choices: network settings for --from scratch (widths and depth of U-Nets come from options).
@@ -58,14 +58,14 @@ def add_parser(sub) -> None:
         "--upsampling", choices=choices(UNetConfig, "upsampling"), default="bilinear",
         help="up-sampling of --arch unet: bilinear + 1x1 conv (default) or 2x2 up-convolution",
     )
-    p.add_argument("--object-size", type=float, help="object diameter (px) to train at (default: the parent's)")
+    p.add_argument("--object-size", type=positive_float, help="object diameter (px) to train at (default: the parent's)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, help="training steps")
-    length.add_argument("--minutes", type=float, help="training time")
+    length.add_argument("--minutes", type=positive_float, help="training time")
     p.add_argument("--config", help="JSON file of training settings (TrainConfig fields); options override it")
     p.add_argument("--loss", choices=choices(TrainConfig, "loss"), help="training loss")
     p.add_argument("--optimizer", choices=choices(TrainConfig, "optimizer"), help="optimiser (SGD and RMSprop: momentum 0.99)")
-    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--lr", type=positive_float, help="learning rate")
     p.add_argument("--patch", type=positive_int, help="training patch side (pixels)")
     p.add_argument("--batch-size", type=positive_int, help="patches per step")
     p.add_argument("--seed", type=int, help="random seed of the initial weights, patches and augmentation")
@@ -73,26 +73,37 @@ def add_parser(sub) -> None:
     p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--force", action="store_true", help="write the result even if it did not beat the parent")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output file that is not a napari-unet model"
+    )
+    p.add_argument(
+        "--pair-by-order", action="store_true",
+        help="pair images with labels (and masks) in sorted order when their names do not pair",
+    )
     p.set_defaults(run=main)
 
 
 def main(args: argparse.Namespace) -> int:
     output = Path(args.output)
-    if not output.parent.is_dir():
-        raise NapariUNetError(f"cannot write {output}: folder {output.parent} does not exist")
-    files = pair_files(args.images, args.labels, args.masks)
+    files = pair_files(args.images, args.labels, args.masks, by_order=args.pair_by_order)
+    inputs = [p for triple in files for p in triple if p is not None]
+    replaces = check_model_output(output, inputs=inputs, overwrite=args.overwrite)
     config = _train_config(args)
     torch.manual_seed(config.seed)  # the initial weights of --from scratch
     parent = _start_model(args)
     samples = load_samples(files, parent.config, axes=args.axes, channels=args.channels)
+    if parent.config.task == "instances":
+        for warning in check_objects(samples):
+            print(f"napari-unet: warning: {warning}", file=sys.stderr)
     parent = _with_object_size(parent, samples, args)
     if parent.config.object_size:
         samples = scale_to(samples, parent.config.object_size)
-    train, val = split_validation(samples, config.val_fraction, np.random.default_rng(config.seed))
-    print(f"training on {len(train)} plane(s), validating on {len(val)}", file=sys.stderr)
-    trainer = Trainer(parent, train, val, config, device=args.device, from_scratch=args.start == "scratch")
-    result = run(trainer.run(), _report)
+    finetune = FineTune(parent, samples, config, device=args.device, from_scratch=args.start == "scratch")
+    runs = f" in {len(finetune.folds)} runs, each image held out in turn" if len(finetune.folds) > 1 else ""
+    print(f"training on {finetune.n_train} plane(s), validating on {finetune.n_val}{runs}", file=sys.stderr)
+    result = run(finetune.run(), _report)
     print(result.verdict(), file=sys.stderr)
+    print(f"time: {result.time_split()}", file=sys.stderr)
     if result.best_score is not None:
         print(json.dumps({"validation": result.best_score.details, "metric": result.best_score.name}), file=sys.stderr)
     if result.improved is False and not args.force:
@@ -100,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     model = result.finetuned if args.force else result.model
     model.save(output)
-    print(f"wrote {output}", file=sys.stderr)
+    print(f"{'replaced' if replaces else 'wrote'} {output}", file=sys.stderr)
     return 0
 
 
@@ -120,12 +131,18 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     for name in ("loss", "optimizer", "lr", "patch", "batch_size", "seed"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
-    return TrainConfig.model_validate(settings)
+    try:
+        return TrainConfig.model_validate(settings)
+    except ValidationError as e:
+        raise settings_error("training settings", e) from None
 
 
 def _start_model(args: argparse.Namespace) -> Model:
     if args.start != "scratch":
-        return load_model(args.start)
+        try:
+            return load_model(args.start)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"--from: {e}, or 'scratch' to train a new model") from None
     network = dict(ARCHITECTURES[args.arch], in_channels=len(args.channels) if args.channels else 1)
     if network["architecture"] == "unet":
         network.update(width=args.width, depth=args.depth)
@@ -148,6 +165,9 @@ def _with_object_size(model: Model, samples, args: argparse.Namespace) -> Model:
 
 
 def _report(update) -> None:
+    if isinstance(update, Stage):
+        print(f"{update.name}... ({update.seconds:.0f} s)", file=sys.stderr)
+        return
     if update.score is not None or update.step % 10 == 0:
         left = f", {update.seconds_left:.0f} s left" if update.seconds_left is not None else ""
         score = f", validation {update.score}" if update.score is not None else ""

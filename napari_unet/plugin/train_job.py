@@ -2,9 +2,9 @@
 
 The worker (:func:`train_job`) runs in a napari ``thread_worker``: it turns the
 copied images, labels and reviewed masks into samples, holds part of them out
-for validation (after storing them all in the project folder) and drives core's :class:`~napari_unet.core.training.Trainer`,
+for validation (after storing them all in the project folder) and drives core's :class:`~napari_unet.core.training.FineTune`,
 with torch on all cores but one (the viewer's). It yields :class:`Saved`, :class:`Prepared`,
-then the trainer's :class:`~napari_unet.core.training.TrainUpdate` s, and returns
+then the run's :class:`~napari_unet.core.training.Stage` s and :class:`~napari_unet.core.training.TrainUpdate` s, and returns
 the :class:`~napari_unet.core.training.TrainResult`. Errors come back as a
 :class:`~.predict_job.Failure`.
 """
@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..core.devices import steps_on_threads
+from ..core.progress import Notice
 from ..core.errors import NapariUNetError
 from ..core.model import Model
-from ..core.training import TrainConfig, Trainer, TrainResult, TrainUpdate, make_samples, split_validation
-from ..core.training.files import median_object_size, scale_to
+from ..core.training import FineTune, Stage, TrainConfig, TrainResult, TrainUpdate, make_samples
+from ..core.training.files import check_objects, median_object_size, scale_to
 from ..core.training.project import next_run, save_entries
 from .predict_job import Failure
 
@@ -48,10 +49,12 @@ class Saved:
 
 @dataclass(frozen=True)
 class Prepared:
-    """The samples are made: how many planes train and how many validate."""
+    """The samples are made: how many planes train and how many validate, in how many runs
+    (more than one: each image is held out in turn)."""
 
     n_train: int
     n_val: int
+    runs: int = 1
 
 
 @dataclass
@@ -64,7 +67,7 @@ class TrainJob:
     device: str
     threads: int
     project: Path | None = None
-    trainer: Trainer | None = None
+    trainer: FineTune | None = None
     stop_requested: bool = False
     result: TrainResult | None = None
     failed: bool = False
@@ -78,7 +81,9 @@ class TrainJob:
             trainer.stop()
 
 
-def train_job(job: TrainJob) -> Generator[Saved | Prepared | TrainUpdate | Failure, None, TrainResult | None]:
+def train_job(
+    job: TrainJob,
+) -> Generator[Saved | Prepared | Notice | Stage | TrainUpdate | Failure, None, TrainResult | None]:
     """The worker: the training set into the project, samples, validation split, training; returns the
     result (None when it failed: nothing is trained on what could not be stored)."""
     try:
@@ -97,16 +102,17 @@ def train_job(job: TrainJob) -> Generator[Saved | Prepared | TrainUpdate | Failu
         if not samples:
             raise NapariUNetError("no reviewed pixels in the training set: mark a region as reviewed")
         if model.config.task == "instances":
+            for warning in check_objects(samples):
+                yield Notice(warning)
             size = model.config.object_size or median_object_size(samples)
             if size:
                 model = Model(model.network, model.config.model_copy(update={"object_size": size}))
                 samples = scale_to(samples, size)
-        train, val = split_validation(samples, job.config.val_fraction, np.random.default_rng(job.config.seed))
-        trainer = Trainer(model, train, val, job.config, device=job.device)
+        trainer = FineTune(model, samples, job.config, device=job.device)
         job.trainer = trainer
         if job.stop_requested:
             trainer.stop()
-        yield Prepared(len(train), len(val))
+        yield Prepared(trainer.n_train, trainer.n_val, len(trainer.folds))
         job.result = yield from steps_on_threads(trainer.run(), job.threads)
         return job.result
     except NapariUNetError as error:

@@ -50,7 +50,7 @@ from ..core.devices import cpu_cores, resolve_device, torch_threads
 from ..core.errors import NapariUNetError
 from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model
 from ..core.progress import Notice, Progress
-from ..core.training import TrainConfig, TrainResult, TrainUpdate
+from ..core.training import Stage, TrainConfig, TrainResult, TrainUpdate
 from ..core.training.project import default_project_folder, load_project
 from ..core.training.review import DEFAULT_MARGIN, ChangedPixels
 from ..core.training.trainer import warm_up
@@ -604,7 +604,14 @@ class TrainWidget(QWidget):
             self.status.setText(f"Stored the training set (run {update.run}) in {update.folder}; preparing...")
             return
         if isinstance(update, Prepared):
-            self.status.setText(f"Training on {update.n_train} plane(s), validating on {update.n_val}...")
+            runs = f" in {update.runs} runs, each image held out in turn" if update.runs > 1 else ""
+            self.status.setText(f"Training on {update.n_train} plane(s), validating on {update.n_val}{runs}...")
+            return
+        if isinstance(update, Notice):
+            show_warning(update.message)
+            return
+        if isinstance(update, Stage):
+            self.status.setText(f"{update.name[0].upper()}{update.name[1:]}... ({update.seconds:.0f} s)")
             return
         self.plot.add(update)
         now = time.perf_counter()
@@ -631,7 +638,7 @@ class TrainWidget(QWidget):
             return
         verdict = result.verdict()
         stopped = " (stopped)" if result.stopped else ""
-        text = f"{result.steps} steps in {result.seconds:.0f} s{stopped}: {verdict}"
+        text = f"{result.steps} steps{stopped}, {result.time_split()}. {verdict}"
         self.verdict_label.setText(text)
         adopted = result.model is result.finetuned
         (show_info if adopted else show_warning)(f"napari-unet training: {text}")
