@@ -8,21 +8,32 @@ Public API:
 >>> prob = napari_unet.predict(image, model)    # class probabilities
 """
 
-from .core.config import ModelConfig
-from .core.errors import ImageError, ModelFileError, NapariUNetError, StackFileError
-from .core.inference import predict, segment
-from .core.model import Model, load_model
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ImageError",
-    "Model",
-    "ModelConfig",
-    "ModelFileError",
-    "NapariUNetError",
-    "StackFileError",
-    "load_model",
-    "predict",
-    "segment",
-]
+# Imported when first used, so that `import napari_unet.cli` (the console script) is quick and a
+# Ctrl+C in its first seconds ends it with one line rather than a traceback out of torch's import.
+_API = {
+    "ImageError": ".core.errors",
+    "Model": ".core.model",
+    "ModelConfig": ".core.config",
+    "ModelFileError": ".core.errors",
+    "NapariUNetError": ".core.errors",
+    "StackFileError": ".core.errors",
+    "load_model": ".core.model",
+    "predict": ".core.inference",
+    "segment": ".core.inference",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

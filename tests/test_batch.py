@@ -21,7 +21,7 @@ from napari_unet.core.batch import BatchOptions, Job, iter_segment_file
 from napari_unet.core.inference import Segmenter
 from napari_unet.core.labels_store import PartialStore, open_labels, partial_path
 from napari_unet.core.progress import run
-from napari_unet.core.stack_io import read_stack
+from napari_unet.core.stack_io import read_stack, write_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 # A random model finds small objects in noise; keep them all so there are ids to check.
@@ -262,14 +262,25 @@ def _error_lines(capsys) -> list[str]:
     return [line for line in lines if line.startswith("napari-unet: error: ")]
 
 
-def test_mixed_shapes_in_a_folder_fail_before_any_work(tmp_path, rng, model_file, capsys):
+def test_a_folder_of_mixed_grey_rgb_and_stacks_is_segmented_each_with_its_own_axes(tmp_path, rng, model_file, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     _write(folder / "a.tif", _noise(rng, (3, 32, 32)), "ZYX")
     _write(folder / "b.tif", _noise(rng, (32, 32)), "YX")
-    assert _segment(folder, "-o", tmp_path / "out", "--model", model_file) == 2
+    tifffile.imwrite(folder / "c.tif", (_noise(rng, (32, 32, 3)) * 255).astype(np.uint8), photometric="rgb")
+    assert _segment(folder, "-o", tmp_path / "out", "--model", model_file) == 0, capsys.readouterr().err
+    shapes = {p.name: tifffile.imread(p).shape for p in (tmp_path / "out").iterdir()}
+    assert shapes == {"a_labels.tif": (3, 32, 32), "b_labels.tif": (32, 32), "c_labels.tif": (32, 32)}
+
+
+def test_axes_given_for_a_folder_of_mixed_shapes_fail_before_any_work(tmp_path, rng, model_file, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write(folder / "a.tif", _noise(rng, (3, 32, 32)), "ZYX")
+    _write(folder / "b.tif", _noise(rng, (2, 32, 32)), "TYX")
+    assert _segment(folder, "-o", tmp_path / "out", "--model", model_file, "--channels", "0") == 2
     (line,) = _error_lines(capsys)
-    assert "differ in their axes" in line and "a.tif has axes ZYX" in line and "b.tif has axes YX" in line
+    assert "differ in their axes" in line and "a.tif has axes ZYX" in line and "b.tif has axes TYX" in line
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -325,7 +336,7 @@ def test_a_full_disk_stops_the_run_with_one_line_keeping_what_was_written(
         _write(folder / name, _noise(rng, (2, 32, 32)), "ZYX")
     out = tmp_path / "out"
     out.mkdir()
-    (out / "b_labels.tif").write_bytes(b"an earlier result")
+    earlier = write_labels(out / "b_labels.tif", np.ones((8, 8), np.uint16)).read_bytes()  # ours: may be replaced
     writes = []
     original = tifffile.TiffWriter.write
 
@@ -341,7 +352,7 @@ def test_a_full_disk_stops_the_run_with_one_line_keeping_what_was_written(
     assert "No space left on device" in line
     assert sorted(p.name for p in out.iterdir()) == ["a_labels.tif", "b_labels.tif"]
     assert tifffile.imread(out / "a_labels.tif").shape == (2, 32, 32)
-    assert (out / "b_labels.tif").read_bytes() == b"an earlier result"
+    assert (out / "b_labels.tif").read_bytes() == earlier
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where nobody may create files")

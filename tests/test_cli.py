@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
+from napari_unet.core.stack_io import write_labels
 
 
 @pytest.fixture
@@ -93,12 +94,12 @@ def test_bad_input_gives_one_line_and_leaves_existing_files_untouched(case, tmp_
     if make is not None:
         make(src)
     before = src.read_bytes() if src.exists() else None
-    out = tmp_path / "labels.tif"
-    out.write_bytes(b"an earlier result")
+    out = write_labels(tmp_path / "labels.tif", np.ones((8, 8), np.uint16))  # an earlier result, ours to replace
+    earlier = out.read_bytes()
     code = main(["segment", str(src), "-o", str(out), "--model", str(model_file)])
     assert code == 2
     assert expected in _error_line(capsys)
-    assert out.read_bytes() == b"an earlier result"
+    assert out.read_bytes() == earlier
     assert (src.read_bytes() if src.exists() else None) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["labels.tif", "model.safetensors"] + (["input.tif"] if make else [])

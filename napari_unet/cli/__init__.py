@@ -9,26 +9,23 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import evaluate, segment, train
-
-SUBCOMMANDS = (segment, train, evaluate)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-unet", description="U-Net segmentation of microscopy images.")
+    # The subcommands import torch: done here, inside main's handling of Ctrl+C, not at import.
     from .. import __version__
+    from . import evaluate, segment, train
 
+    parser = argparse.ArgumentParser(prog="napari-unet", description="U-Net segmentation of microscopy images.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in SUBCOMMANDS:
+    for module in (segment, train, evaluate):
         module.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core.errors import NapariUNetError
 from ..core.evaluate import BASELINES, format_table, iter_evaluate, write_report
 from ..core.progress import run
-from .options import add_model_options, add_tiling_options, channel_list, positive_int
+from .options import add_model_options, add_tiling_options, channel_list, positive_float, positive_int
 from .progressbar import ProgressBar
 
 
@@ -29,12 +29,15 @@ def add_parser(sub) -> None:
     p.add_argument("--baseline", choices=BASELINES, help="also score the classical baseline (Otsu + watershed)")
     p.add_argument(
         "--object-size",
-        type=float,
+        type=positive_float,
         help="typical object diameter (px), for the model's rescaling and the baseline's seeds (default: estimated)",
     )
     p.add_argument("--min-size", type=positive_int, default=10, help="drop objects smaller than this (pixels)")
     p.add_argument("--axes", help="axes of the images (default: from the files)")
     p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
+    p.add_argument(
+        "--pair-by-order", action="store_true", help="pair images with labels in sorted order when their names do not pair"
+    )
     p.set_defaults(run=main)
 
 
@@ -50,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         min_size=args.min_size,
         axes=args.axes,
         channels=args.channels,
+        pair_by_order=args.pair_by_order,
         device=args.device,
         tile=args.tile,
         overlap=args.overlap,

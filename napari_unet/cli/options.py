@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+from pydantic import ValidationError
 
 from ..core.devices import DEVICE_CHOICES
+from ..core.errors import NapariUNetError
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +37,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def settings_error(what: str, error: ValidationError) -> NapariUNetError:
+    """A pydantic validation error as one line that names the settings, each field and what it got."""
+    parts = []
+    for e in error.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "settings"
+        parts.append(f"{field}: {e['msg']} (got {e.get('input')!r})")
+    return NapariUNetError(f"bad {what}: {'; '.join(parts)}")
+
+
 def overlap(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction below 1 or whole pixels, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) or whole pixels, got {text!r}")
     if value < 0 or (value >= 1 and value != int(value)):
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) or whole pixels, got {value}")
     return value
@@ -57,6 +82,6 @@ def object_size(text: str) -> float | str:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a diameter in pixels or 'auto', got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive diameter in pixels, got {value}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive diameter in pixels or 'auto', got {text!r}")
     return value

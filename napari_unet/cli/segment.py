@@ -24,10 +24,16 @@ def add_parser(sub) -> None:
     p.add_argument(
         "-o", "--output", required=True, help="labels TIFF or zarr store (NAME.zarr), or a folder for several inputs"
     )
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace existing output files that napari-unet did not write (its own are replaced anyway)",
+    )
     p.add_argument("--format", choices=FORMATS, help="output format (default: the output's suffix; tif for a folder)")
     add_model_options(p)
     add_tiling_options(p)
-    p.add_argument("--labels", choices=OUTPUTS, default="instances", help="kind of labels")
+    p.add_argument(
+        "--labels", choices=OUTPUTS, help="kind of labels (default: what the model was trained for)"
+    )
     p.add_argument("--axes", help="axes of the input, e.g. ZYX or TZCYX (default: from the file)")
     p.add_argument("--channels", type=channel_list, help="input channels to feed the model, e.g. 0 or 1,0")
     p.add_argument("--min-size", type=positive_int, default=10, help="drop objects smaller than this (pixels)")
@@ -63,18 +69,21 @@ def iou_threshold(text: str) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
-    options = BatchOptions(
-        axes=args.axes, channels=args.channels, labels=args.labels, min_size=args.min_size, stitch_z=args.stitch_z
-    )
     if args.scheduler is not None:
         parse_scheduler(args.scheduler)
     jobs = plan_jobs(args.inputs, args.output, format=args.format)
     output = Path(args.output)
     if any(job.output.parent == output for job in jobs):  # several inputs: a folder, made if missing
         output.mkdir(exist_ok=True)
-    for job in jobs:
-        check_writable(job)
+    replaced = [job.output for job in jobs if check_writable(job, overwrite=args.overwrite)]
     model = as_model(args.model)
+    options = BatchOptions(
+        axes=args.axes,
+        channels=args.channels,
+        labels=args.labels or model.config.task,
+        min_size=args.min_size,
+        stitch_z=args.stitch_z,
+    )
     segmenter = Segmenter(
         model,
         device=args.device,
@@ -83,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         object_size=args.object_size,
     )
-    with _Report() as report:
+    with _Report(replaced) as report:
         result = run(
             iter_segment_files(jobs, segmenter, options, scheduler=args.scheduler, model_file=args.model),
             report.update,
@@ -98,7 +107,8 @@ def main(args: argparse.Namespace) -> int:
 class _Report:
     """A progress bar per stage, and a line per finished input."""
 
-    def __init__(self):
+    def __init__(self, replaced: list[Path]):
+        self._replaced = set(replaced)
         self._bar: ProgressBar | None = None
         self._stage: str | None = None
 
@@ -106,7 +116,8 @@ class _Report:
         if isinstance(update, FileDone):
             self._close()
             if update.error is None:
-                print(f"{update.job.input} -> {update.job.output}", file=sys.stderr)
+                note = " (replaced the file that was there)" if update.job.output in self._replaced else ""
+                print(f"{update.job.input} -> {update.job.output}{note}", file=sys.stderr)
             else:
                 print(f"napari-unet: error: {' '.join(update.error.split())}", file=sys.stderr)
             return

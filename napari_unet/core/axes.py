@@ -35,10 +35,13 @@ def _leading(n: int) -> str:
 def check_axes(axes: str, shape: Sequence[int]) -> str:
     """Validate ``axes`` against ``shape``; returns it upper-cased."""
     axes = axes.upper()
+    hint = "name them with --axes, e.g. TZCYX"
     if len(axes) != len(shape):
-        raise ImageError(f"axes {axes!r} name {len(axes)} dimensions but the image has {len(shape)}: shape {tuple(shape)}")
+        raise ImageError(
+            f"axes {axes!r} name {len(axes)} dimensions but the image has {len(shape)}: shape {tuple(shape)}; {hint}"
+        )
     if len(set(axes)) != len(axes):
-        raise ImageError(f"axes {axes!r} repeat a letter")
+        raise ImageError(f"axes {axes!r} repeat a letter (shape {tuple(shape)}); {hint}")
     if not ("Y" in axes and "X" in axes):
         raise ImageError(f"axes {axes!r} must include Y and X")
     if sum(a in CHANNEL_AXES for a in axes) > 1:

@@ -42,7 +42,7 @@ from .labels_store import PartialStore, complete_store, drop_scratch, is_done
 from .model import Model
 from .progress import Progress
 from .stack_ids import StackIds
-from .stack_io import CheckedArray, LabelsTiffWriter, Stack, expand, read_stack
+from .stack_io import CheckedArray, LabelsTiffWriter, Stack, expand, is_labels_output, read_stack
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIX = ".zarr"
@@ -156,6 +156,11 @@ def plan_jobs(
     else:
         if output.exists() and not output.is_dir():
             raise NapariUNetError(f"{len(files)} inputs need an output folder, but {output} is a file")
+        if not output.exists() and output.suffix.lower() in TIFF_SUFFIXES + (ZARR_SUFFIX,):
+            raise NapariUNetError(
+                f"{len(files)} inputs need an output folder, but {output} names a {output.suffix} file; "
+                "give a folder (one output is written in it per input)"
+            )
         suffix = ZARR_SUFFIX if format == "zarr" else ".tif"
         jobs = [Job(f, output / f"{f.stem}_labels{suffix}") for f in files]
     inputs_resolved = {f.resolve() for f in files}
@@ -173,17 +178,33 @@ def plan_jobs(
     return jobs
 
 
-def check_writable(job: Job) -> None:
-    """Raise if ``job.output`` cannot be written (before spending time on it)."""
+def check_writable(job: Job, *, overwrite: bool = False) -> bool:
+    """Raise if ``job.output`` cannot be written (before spending time on it); True when it would
+    replace an existing output.
+
+    What is there may be replaced when napari-unet wrote it (a labels TIFF
+    tagged as ours, a labels store); anything else, say a ground-truth
+    ``<name>_labels.tif``, only with ``overwrite``.
+    """
     folder = job.output.parent
     if not folder.is_dir():
         raise NapariUNetError(f"cannot write {job.output}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise NapariUNetError(f"cannot write {job.output}: permission denied")
+        raise NapariUNetError(f"cannot write {job.output}: permission denied in folder {folder}")
     if job.to_zarr:
-        complete_store(job.output)  # raises for something that is not a labels store
-    elif job.output.exists() and not os.access(job.output, os.W_OK):
-        raise NapariUNetError(f"cannot write {job.output}: permission denied")
+        return complete_store(job.output) is not None  # raises for something that is not a labels store
+    if not job.output.exists():
+        return False
+    if job.output.is_dir():
+        raise NapariUNetError(f"cannot write {job.output}: it is a folder")
+    if not os.access(job.output, os.W_OK):
+        raise NapariUNetError(f"cannot write {job.output}: the file is read-only")
+    if not overwrite and not is_labels_output(job.output):
+        raise NapariUNetError(
+            f"{job.output} exists and was not written by napari-unet; refusing to replace it "
+            "(choose another output, or --overwrite)"
+        )
+    return True
 
 
 def open_input(job: Job, in_channels: int, options: BatchOptions) -> tuple[Stack, PlaneLayout]:
@@ -197,7 +218,10 @@ def open_input(job: Job, in_channels: int, options: BatchOptions) -> tuple[Stack
         Its axes do not fit the model or the options.
     """
     stack = read_stack(job.input, lazy=True, memmap=False) if isinstance(job.input, Path) else job.input
-    layout = plane_layout(stack.shape, options.axes or stack.axes, in_channels, options.channels)
+    try:
+        layout = plane_layout(stack.shape, options.axes or stack.axes, in_channels, options.channels)
+    except ImageError as e:
+        raise ImageError(f"{job.name}: {e}") from None
     if options.stitch_z is not None and "Z" not in layout.out_axes[:-2]:
         raise ImageError(f"linking objects across z needs a Z axis, but {job.name} has axes {layout.axes!r}")
     return stack, layout
@@ -213,7 +237,9 @@ def check_inputs(jobs: Sequence[Job], in_channels: int, options: BatchOptions) -
     ------
     ImageError
         An input that does not fit the model or the options, or inputs whose
-        axes or channels differ (the same options cannot suit them all).
+        axes or channels differ while axes or channels were given (the same
+        ones cannot suit them all). Without them, each file is segmented with
+        its own axes: a folder of grey and RGB images is fine.
     """
     checked: list[PlaneLayout | StackFileError] = []
     for job in jobs:
@@ -226,9 +252,9 @@ def check_inputs(jobs: Sequence[Job], in_channels: int, options: BatchOptions) -
         if not isinstance(layout, StackFileError):
             n_channels = layout.shape[layout.axes.index(layout.channel_axis)] if layout.channel_axis else 1
             kinds.setdefault((layout.axes, n_channels), f"{job.name} has axes {layout.axes} and shape {layout.shape}")
-    if len(kinds) > 1:
+    if len(kinds) > 1 and (options.axes is not None or options.channels is not None):
         raise ImageError(
-            "the inputs differ in their axes or channels, so the same options cannot suit them all: "
+            "the inputs differ in their axes or channels, so the same --axes / --channels cannot suit them all: "
             + "; ".join(kinds.values())
             + ". Segment them in separate runs."
         )
@@ -448,8 +474,9 @@ def iter_segment_files(
             try:
                 yield from iter_segment_file(job, segmenter, options, client=client, model_file=model_file)
             except (StackFileError, ImageError) as e:  # this input is bad: report it, go on with the others
-                report.failed.append((job, str(e)))
-                yield FileDone(job, str(e))
+                message = str(e) if job.name in str(e) else f"{job.name}: {e}"
+                report.failed.append((job, message))
+                yield FileDone(job, message)
                 continue
             report.written.append(job)
             yield FileDone(job)

@@ -56,7 +56,7 @@ from .progress import Progress, run
 from .stack_io import read_stack
 from .targets import semantic_targets
 from .stack_io import expand
-from .training.files import pair
+from .pairing import pair
 
 BASELINES = ("otsu",)
 BETA2 = 0.3
@@ -72,6 +72,7 @@ def iter_evaluate(
     min_size: int = 10,
     axes: str | None = None,
     channels: Sequence[int] | None = None,
+    pair_by_order: bool = False,
     **segmenter_kwargs,
 ) -> Generator[Progress, None, dict[str, Any]]:
     """Evaluate ``model`` on image files against their labels; a generator.
@@ -83,7 +84,7 @@ def iter_evaluate(
         Image TIFFs or folders of them.
     labels : sequence of paths
         Label TIFFs or folders, paired with the images by name
-        (``a.tif`` ~ ``a_labels.tif``) or else by order.
+        (``a.tif`` ~ ``a_labels.tif``), or in sorted order with ``pair_by_order``.
     baseline : {"otsu"}, optional
         Also score the classical baseline on the same planes.
     object_size : float, optional
@@ -123,7 +124,7 @@ def iter_evaluate(
             f"semantic models, this model has {config.num_classes} classes"
         )
     image_files = expand(images)
-    label_files = pair(image_files, expand(labels), "labels")
+    label_files = pair(image_files, expand(labels), "labels", by_order=pair_by_order)
     stacks = [read_stack(f) for f in image_files]
     layouts = [plane_layout(s.shape, axes or s.axes, config.network.in_channels, channels) for s in stacks]
     total = sum(layout.n_planes for layout in layouts)

@@ -10,6 +10,7 @@ hands over each plane as soon as it is done (for viewers that show them).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from .normalize import normalize
 from .postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
 from .progress import Notice, Progress, run
-from .sizing import estimate_scale, rescale, resize_to
+from .sizing import check_object_size, estimate_scale, rescale, resize_to
 from .stack_ids import StackIds
 from .tiling import count_tiles, predict_tiles
 
@@ -96,8 +97,12 @@ class Segmenter:
         self.min_tile = network.valid_input_size(2 * self.margin + self.multiple)
         self._fallbacks: list[tuple[int, torch.device]] | None = None
         trained = model.config.object_size if model.config.task == "instances" else None
-        if object_size not in (None, "auto") and not (isinstance(object_size, (int, float)) and object_size > 0):
+        if object_size not in (None, "auto") and not (
+            isinstance(object_size, (int, float)) and math.isfinite(object_size) and object_size > 0
+        ):
             raise ValueError(f"object_size must be a positive number of pixels, 'auto' or None, got {object_size!r}")
+        if trained is not None and object_size not in (None, "auto"):
+            check_object_size(float(object_size), trained)
         self._trained_size = trained
         self._auto = trained is not None and object_size == "auto"
         self.scale: float | None = 1.0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -119,6 +121,50 @@ def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = 
     return model
 
 
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a napari-unet model file (a safetensors file with our header); reads the header only."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return FORMAT_KEY in (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
+def check_model_output(
+    path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (), overwrite: bool = False
+) -> bool:
+    """Check, before any work, that a model can be saved to ``path``; True when it replaces an existing model.
+
+    Refused (:class:`ModelFileError`, or ``PermissionError`` / ``FileNotFoundError``
+    for the folder): a name without the ``.safetensors`` suffix, one of
+    ``inputs``, a folder, an existing file that is not a napari-unet model
+    (unless ``overwrite``), and a folder where no file can be created.
+    """
+    path = Path(path)
+    if path.suffix.lower() != MODEL_SUFFIX:
+        raise ModelFileError(f"the model file must end in {MODEL_SUFFIX}, got {path}")
+    resolved = path.resolve()
+    for item in inputs:
+        if Path(item).resolve() == resolved:
+            raise ModelFileError(f"the output {path} is one of the inputs; refusing to write a model over it")
+    if path.is_dir():
+        raise ModelFileError(f"cannot write the model to {path}: it is a folder")
+    replaces = path.exists()
+    if replaces and not overwrite and not is_model_file(path):
+        raise ModelFileError(f"{path} exists and is not a napari-unet model; use --overwrite to replace it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise PermissionError(f"cannot write {path}: {e.strerror or e} in folder {folder}") from e
+    if replaces and not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the file is read-only")
+    return replaces
+
+
 def builtin_model_path(name: str) -> Path | None:
     """The file of the shipped model ``name`` (a key of :data:`BUILTIN_MODELS`), or None when not installed."""
     builtin = resources.files("napari_unet") / "models" / BUILTIN_MODELS[name]
@@ -134,7 +180,9 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
             raise FileNotFoundError(f"the built-in model {name!r} is not installed (expected {expected})")
         return builtin
     path = Path(path_or_name).expanduser()
+    known = ", ".join(repr(n) for n in BUILTIN_MODELS)
+    if path.is_dir():
+        raise FileNotFoundError(f"model {name!r} is a folder: expected a model file ({MODEL_SUFFIX}) or one of {known}")
     if not path.is_file():
-        known = ", ".join(repr(n) for n in BUILTIN_MODELS)
-        raise FileNotFoundError(f"model {name!r} not found: expected a model file or one of {known}")
+        raise FileNotFoundError(f"model {name!r} not found: expected a model file ({MODEL_SUFFIX}) or one of {known}")
     return path

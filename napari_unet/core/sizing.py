@@ -30,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from .errors import ImageError
 from .targets import object_diameters
 
 CROP = 512
@@ -38,6 +39,20 @@ STOP_BELOW = TOLERANCE  # the search from below stops this far (log zoom) below 
 LADDER = (0.125, 0.25, 0.5, 2.0, 4.0)
 LIMITS = (1 / 16, 8.0)
 MIN_OBJECTS = 3  # a smaller zoom settled on fewer objects than this is one clump of many (see estimate_scale)
+
+
+def check_object_size(size: float, trained: float) -> None:
+    """Refuse an object size that would zoom an image beyond :data:`LIMITS`, the zooms the estimate keeps to.
+
+    A 0.01 px size would ask for a 2000x larger image (hundreds of GiB), a 1 px one runs for minutes
+    and finds nothing: neither is a size anybody means.
+    """
+    lo, hi = trained / LIMITS[1], trained / LIMITS[0]
+    if not lo <= size <= hi:
+        raise ImageError(
+            f"object size {size:g} px is out of range: the model was trained at {trained:g} px and zooms images "
+            f"by {LIMITS[0]:g} to {LIMITS[1]:g}, so give a diameter from {lo:g} to {hi:g} px, or 'auto'"
+        )
 
 
 def rescale(x: np.ndarray, scale: float) -> np.ndarray:

@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .axes import guess_axes
 from .errors import NapariUNetError, StackFileError
 from .files import atomic_path
 
 LAZY_BYTES = 256 * 2**20
 BIGTIFF_BYTES = 2**32 - 2**25
 TIFF_SUFFIXES = (".tif", ".tiff")
+SOFTWARE = "napari-unet"  # the Software tag of the labels TIFFs written here
 
 
 @dataclass
@@ -105,7 +107,7 @@ def read_stack(path: str | os.PathLike, *, lazy: bool | None = None, memmap: boo
             if not tif.series or not tif.series[0].shape:
                 raise StackFileError(f"{path} holds no image")
             series = tif.series[0]
-            axes, shape = series.axes.upper(), tuple(series.shape)
+            axes, shape = _axes(series, tif.pages[0]), tuple(series.shape)
             if 0 in shape:
                 raise StackFileError(f"{path} holds an empty image of shape {shape}")
             scale, unit = _scale(tif, axes)
@@ -124,6 +126,20 @@ def read_stack(path: str | os.PathLike, *, lazy: bool | None = None, memmap: boo
     except Exception as e:  # tifffile and its many decoders raise many kinds
         raise StackFileError(f"cannot read {path} as a TIFF stack (truncated or corrupt?): {e}") from e
     return Stack(data, axes, scale, unit, path)
+
+
+def _axes(series, page) -> str:
+    """The series' axes; guessed from its shape (as for an array, :func:`~.axes.guess_axes`) where the file
+    does not name them: tifffile calls an axis it cannot name ``Q``, and takes the second axis of a plain
+    4D array written without axes for 4 planar samples (RGBA), whose averaging to grey would drop a plane."""
+    axes = series.axes.upper()
+    planar_four = "S" in axes and series.shape[axes.index("S")] == 4 and page.planarconfig == 2
+    if "Q" in axes or planar_four:
+        try:
+            return guess_axes(series.shape)
+        except ValueError:
+            return axes  # left for the caller's check, which says what to pass as --axes
+    return axes
 
 
 @contextlib.contextmanager
@@ -160,7 +176,7 @@ class CheckedArray:
         try:
             return np.asarray(self.data[key])
         except Exception as e:  # decoders raise many kinds
-            raise StackFileError(f"cannot read {self.path} at {key}: truncated or corrupt data ({e})") from e
+            raise StackFileError(f"cannot read {self.path}: the file is truncated or corrupt ({e})") from e
 
 
 def _zarr(path: Path):
@@ -196,8 +212,18 @@ def _scale(tif: tifffile.TiffFile, axes: str) -> tuple[dict[str, float], str | N
     return {}, None
 
 
+def is_labels_output(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a labels TIFF that napari-unet wrote (its ``Software`` tag says so)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages[0].software == SOFTWARE
+    except Exception:  # noqa: BLE001 - whatever cannot be read as such a TIFF is not one
+        return False
+
+
 def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str | None = None) -> Path:
-    """Write a labels array to a TIFF atomically (deflate-compressed, BigTIFF when needed).
+    """Write a labels array to a TIFF atomically (deflate-compressed, BigTIFF when needed), tagged as
+    napari-unet's (:func:`is_labels_output`).
 
     ``uint16`` is used when the ids fit (readable by ImageJ), else ``uint32``.
     """
@@ -303,6 +329,7 @@ class LabelsTiffWriter:
                     photometric="minisblack",
                     compression="zlib",
                     metadata=metadata,
+                    software=SOFTWARE,
                 )
         except _Aborted:
             self._error = _Aborted("aborted")
@@ -319,7 +346,10 @@ def expand(paths) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = tiff_files(p)
+            try:
+                found = tiff_files(p)
+            except PermissionError:
+                raise NapariUNetError(f"cannot list the folder {p}: permission denied") from None
             if not found:
                 raise NapariUNetError(f"no .tif/.tiff files in folder {p}")
             out.extend(found)

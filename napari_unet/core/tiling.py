@@ -78,7 +78,11 @@ def layout(length: int, *, tile: int, overlap: float, margin: int = 0, multiple:
     if padded == tile:
         starts = [0]
     elif stride < multiple:
-        raise ValueError(f"overlap {overlap} leaves no stride for tile {tile} (stride must be >= {multiple})")
+        raise ValueError(
+            f"tiles of {tile} px cannot overlap by {wanted} px and still advance by at least {multiple} px "
+            f"(the tile is the --tile asked for, rounded up to a size the model takes; the overlap is --overlap "
+            f"or the model's default): give a larger --tile or a smaller --overlap"
+        )
     else:
         starts = list(range(0, padded - tile + 1, stride))
         if starts[-1] + tile < padded:

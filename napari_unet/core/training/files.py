@@ -11,36 +11,26 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import NapariUNetError
+from ..pairing import pair
+from ..sizing import check_object_size
 from ..stack_io import expand, read_stack
 from ..targets import object_diameters
 from .data import Sample, make_samples
-
-LABEL_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask", "_seg")
-
-
-def pair(images: list[Path], others: list[Path], what: str) -> list[Path]:
-    """For each image, its labels (or mask) file: by name (``a.tif`` ~ ``a_labels.tif``), else by order."""
-    if len(images) != len(others):
-        raise NapariUNetError(f"{len(images)} image(s) but {len(others)} {what} file(s); expected one for each")
-    by_stem = {p.stem: p for p in others}
-    matched = []
-    for image in images:
-        hit = next((by_stem[image.stem + s] for s in LABEL_SUFFIXES if image.stem + s in by_stem), None)
-        matched.append(hit)
-    if all(m is not None for m in matched) and len(set(matched)) == len(matched):
-        return matched  # type: ignore[return-value]
-    return list(others)
-
 
 def pair_files(
     images: Sequence[str | os.PathLike],
     labels: Sequence[str | os.PathLike],
     masks: Sequence[str | os.PathLike] | None = None,
+    *,
+    by_order: bool = False,
 ) -> list[tuple[Path, Path, Path | None]]:
-    """``(image, labels, mask or None)`` for each image; files or folders in, checked before any reading."""
+    """``(image, labels, mask or None)`` for each image; files or folders in, checked before any reading.
+
+    Paired by name (:func:`~napari_unet.core.pairing.pair`), or in sorted order with ``by_order``.
+    """
     image_files = expand(images)
-    label_files = pair(image_files, expand(labels), "labels")
-    mask_files = pair(image_files, expand(masks), "mask") if masks else [None] * len(image_files)
+    label_files = pair(image_files, expand(labels), "labels", by_order=by_order)
+    mask_files = pair(image_files, expand(masks), "mask", by_order=by_order) if masks else [None] * len(image_files)
     return list(zip(image_files, label_files, mask_files))
 
 
@@ -82,9 +72,32 @@ def median_object_size(samples: Sequence[Sample]) -> float | None:
 
 
 def scale_to(samples: Sequence[Sample], object_size: float) -> list[Sample]:
-    """Give each sample the zoom that brings its median object to ``object_size`` pixels."""
+    """Give each sample the zoom that brings its median object to ``object_size`` pixels.
+
+    Raises :class:`NapariUNetError` for a sample whose objects would need a zoom beyond what
+    prediction allows (:func:`~napari_unet.core.sizing.check_object_size`): labels of one or two
+    pixels, say, which would be blown up twenty times into patches of gigabytes.
+    """
     out = []
     for s in samples:
         own = median_object_size([s])
+        if own:
+            try:
+                check_object_size(own, object_size)
+            except ValueError as e:
+                raise NapariUNetError(f"{s.name or 'a sample'}: its labelled objects are {own:.3g} px across "
+                                      f"(median), too {'small' if own < object_size else 'large'} to train on: {e}") from None
         out.append(replace(s, zoom=float(object_size / own)) if own else s)
     return out
+
+
+def check_objects(samples: Sequence[Sample]) -> list[str]:
+    """Warnings for samples whose reviewed labels hold no object; :class:`NapariUNetError` when none holds one
+    (an instances model would learn nothing but background, and no score could say whether it helped)."""
+    empty = [s.name or f"sample {i}" for i, s in enumerate(samples) if not (s.labels[s.reviewed] > 0).any()]
+    if samples and len(empty) == len(samples):
+        raise NapariUNetError(
+            f"the labels hold no objects where they were reviewed ({', '.join(empty)}): "
+            "expected corrected labels with the objects painted in (0 is background)"
+        )
+    return [f"{name}: no labelled object in the reviewed region; it is trained on as background only" for name in empty]
