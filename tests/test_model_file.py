@@ -86,7 +86,7 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path, model):
 
 
 def test_a_missing_model_names_what_is_expected(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected a model file or one of 'default'"):
+    with pytest.raises(FileNotFoundError, match=r"expected a model file \(.safetensors\) or one of 'default'"):
         load_model(tmp_path / "nope.safetensors")
 
 

@@ -68,7 +68,7 @@ def test_a_plane_that_fails_to_decode_names_the_file(tmp_path):
         def __getitem__(self, key):
             raise RuntimeError("DeflateError: incomplete stream")
 
-    with pytest.raises(StackFileError, match="x.tif at 1: truncated or corrupt.*incomplete stream"):
+    with pytest.raises(StackFileError, match="x.tif at plane 1: truncated or corrupt.*incomplete stream"):
         CheckedArray(Broken(), tmp_path / "x.tif")[1]
 
 

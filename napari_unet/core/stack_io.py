@@ -176,7 +176,15 @@ class CheckedArray:
         try:
             return np.asarray(self.data[key])
         except Exception as e:  # decoders raise many kinds
-            raise StackFileError(f"cannot read {self.path}: the file is truncated or corrupt ({e})") from e
+            raise StackFileError(f"cannot read {self.path}{_plane(key)}: truncated or corrupt data ({e})") from e
+
+
+def _plane(key) -> str:
+    """`` at plane 3`` / `` at plane (1, 2)`` for an index into a stack; nothing for slices alone."""
+    index = [int(k) for k in (key if isinstance(key, tuple) else (key,)) if isinstance(k, (int, np.integer))]
+    if not index:
+        return ""
+    return f" at plane {index[0]}" if len(index) == 1 else f" at plane {tuple(index)}"
 
 
 def _zarr(path: Path):
