@@ -130,14 +130,15 @@ def test_region_counts_add_up_to_the_whole_images_counts_and_leave_out_objects_n
     reviewed = np.ones_like(truth, bool)
     cells = region_counts(pred, truth, reviewed, grid=4)
     whole = match_instances(pred, truth, thresholds=(0.5,))
-    assert len(cells) == 6  # the cells that hold an object
+    assert len(cells) == 16 and sum(c.tp[0] + c.fp[0] + c.fn[0] > 0 for c in cells) == 6  # six hold an object
     assert sum(int(c.tp[0]) for c in cells) == whole.tp[0] == 2
     assert sum(int(c.fp[0]) for c in cells) == whole.fp[0] == 1
     assert sum(int(c.fn[0]) for c in cells) == whole.fn[0] == 3
     reviewed[:, 40:] = False
     inside = region_counts(pred, truth, reviewed, grid=4)  # the grid covers the reviewed box
     assert [sum(int(getattr(c, k)[0]) for c in inside) for k in ("tp", "fp", "fn")] == [1, 0, 2]
-    assert len(inside) == 3
+    assert len(inside) == 16 and sum(c.tp[0] + c.fp[0] + c.fn[0] > 0 for c in inside) == 3
+    assert region_counts(pred, truth, np.zeros_like(reviewed)) == []
 
 
 def _counts(tp, fp, fn):
@@ -177,11 +178,14 @@ def _comparison(gain, low=None):
 def test_a_fine_tune_is_adopted_only_when_better_on_held_out_corrections_and_it_did_not_forget():
     assert adopt(_comparison(0.04), _comparison(0.0)) is True
     assert adopt(_comparison(0.04), _comparison(-FORGETTING_TOLERANCE + 0.001)) is True
-    assert adopt(_comparison(0.04), _comparison(-FORGETTING_TOLERANCE - 0.001)) is False
+    # a loss beyond the tolerance refuses the fine-tune when its interval is below zero, not when it is noise
+    assert adopt(_comparison(0.04), _comparison(-FORGETTING_TOLERANCE - 0.001)) is True
+    beyond_doubt = Comparison("x", 0.5, 0.5 - FORGETTING_TOLERANCE - 0.01, -0.06, -0.001, 300)
+    assert adopt(_comparison(0.04), beyond_doubt) is False
     assert adopt(_comparison(0.0), _comparison(0.0)) is False
     assert adopt(_comparison(-0.01), None) is False
     assert adopt(None, _comparison(0.0)) is None
-    text = verdict(_comparison(0.04), _comparison(-0.05))
+    text = verdict(_comparison(0.04), Comparison("x", 0.5, 0.45, -0.09, -0.01, 300))
     assert text.startswith("not adopted") and "the data the parent was trained on" in text
     assert "+0.040" in text and "-0.050" in text and "interval" in text
     assert "correct more images" in verdict(_comparison(0.01, low=-0.02), _comparison(0.0))
@@ -196,7 +200,7 @@ def test_a_fine_tune_on_wrong_corrections_is_refused_by_the_images_it_did_not_tr
     # each image gets the other's labels: wrong everywhere, and the held-out image shows it
     samples = _kromp_samples(parent, names, labels_of={"Neuroblastoma_2": "Neuroblastoma_9",
                                                        "Neuroblastoma_9": "Neuroblastoma_2"})
-    config = TrainConfig(steps=40, lr=3e-3, replay=0.2, val_every=10)
+    config = TrainConfig(steps=40, lr=3e-3, replay=0.2, val_every=20)
     finetune = FineTune(parent, samples, config, device="cpu")
     updates = []
     result = run(finetune.run(), updates.append)
@@ -221,3 +225,12 @@ def test_the_time_asked_for_is_the_whole_run_and_the_split_says_where_it_went():
     assert sum(timing.values()) == pytest.approx(result.seconds, rel=1e-6)
     assert timing["steps"] == max(timing.values())
     assert result.time_split().startswith(f"{result.seconds:.0f} s: training steps")
+
+
+def test_a_fine_tune_stopped_before_it_starts_returns_the_parent_untouched():
+    parent = load_model("default")
+    finetune = FineTune(parent, _kromp_samples(parent, ["Neuroblastoma_1", "Neuroblastoma_5"]),
+                        TrainConfig(steps=10), device="cpu")
+    finetune.stop()
+    result = run(finetune.run())
+    assert result.steps == 0 and result.stopped and result.model is parent and result.improved is False

@@ -20,6 +20,8 @@ from ..core.training.files import check_objects, load_samples, median_object_siz
 from .options import channel_list, positive_float, positive_int, settings_error
 
 
+DEFAULT_MINUTES = 2.0  # as the widget: the length the fine-tuning benchmark chose its recipe at
+
 # --arch choices: network settings for --from scratch (widths and depth of U-Nets come from options).
 ARCHITECTURES = {
     "unet": {"architecture": "unet"},
@@ -61,7 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("--object-size", type=positive_float, help="object diameter (px) to train at (default: the parent's)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, help="training steps")
-    length.add_argument("--minutes", type=positive_float, help="training time")
+    length.add_argument("--minutes", type=positive_float, help=f"training time (default: {DEFAULT_MINUTES:g})")
     p.add_argument("--config", help="JSON file of training settings (TrainConfig fields); options override it")
     p.add_argument("--loss", choices=choices(TrainConfig, "loss"), help="training loss")
     p.add_argument("--optimizer", choices=choices(TrainConfig, "optimizer"), help="optimiser (SGD and RMSprop: momentum 0.99)")
@@ -127,7 +129,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     if args.minutes is not None:
         settings.update(minutes=args.minutes, steps=None)
     if "steps" not in settings and "minutes" not in settings:
-        settings["minutes"] = 5.0
+        settings["minutes"] = DEFAULT_MINUTES
     for name in ("loss", "optimizer", "lr", "patch", "batch_size", "seed"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)

@@ -97,9 +97,13 @@ class TrainConfig(BaseModel):
         "its labelled objects ('objects': every object as likely, for images of very different sizes and "
         "magnifications, where large images of small objects would otherwise crowd out the others)",
     )
-    augment: AugmentConfig = AugmentConfig()
+    augment: AugmentConfig = Field(
+        AugmentConfig(scale=(0.7, 1.4)),
+        description="augmentation; by default with the zooms the default model was trained with (0.7 to 1.4), "
+        "which keeps a fine-tuned model's objects whole at the zooms the object-size estimate tries",
+    )
     replay: float = Field(
-        0.5,
+        0.75,
         ge=0,
         lt=1,
         description="fine-tuning: share of the patches drawn from the parent model's replay set (crops of the data "
@@ -109,6 +113,11 @@ class TrainConfig(BaseModel):
         "frozen",
         description="fine-tuning: keep the parent's batch-norm statistics ('frozen'), or update them from the "
         "batches ('train'); a model from scratch always trains them",
+    )
+    freeze: Literal["none", "encoder"] = Field(
+        "none",
+        description="fine-tuning a U-Net: train every layer ('none'), or keep the contracting path as the "
+        "parent's and train the expanding path only ('encoder')",
     )
     val_every: int = Field(50, ge=1)
     keep: Literal["best", "last"] = Field(

@@ -114,8 +114,12 @@ class FineTune:
         if not self.from_scratch and any(val for _, val in self.folds):
             yield Stage("scoring the parent model on the held-out corrections", time.perf_counter() - start)
             t = time.perf_counter()
-            parent_val = [predict_samples(parent.network, val, parent.config, device=self.device) if val else []
-                          for _, val in self.folds]
+            # The object size is estimated, as it is for the user's other images: a fine-tune changes
+            # the estimate too, for better (nuclei it now finds whole) or worse.
+            parent_val = [
+                predict_samples(parent.network, val, parent.config, device=self.device, estimate_size=True) if val else []
+                for _, val in self.folds
+            ]
             if replay is not None and replay.check:
                 replay_parent = predict_samples(parent.network, replay.check, parent.config, device=self.device)
             timing["parent"] += time.perf_counter() - t
@@ -141,7 +145,7 @@ class FineTune:
                 yield Stage(f"run {i + 1} of {len(self.folds)}: training on all but {val[0].name}",
                             time.perf_counter() - start)
             trainer = Trainer(parent, train, val, fold_config, device=self.device, from_scratch=self.from_scratch,
-                              deadline=fold_deadline, parent_predictions=parent_val[i] if parent_val else None)
+                              deadline=fold_deadline)
             self.trainer = trainer
             if self._stop:
                 trainer.stop()
@@ -166,6 +170,10 @@ class FineTune:
             for key, value in trainer.timing.items():
                 timing[key] += value
 
+        if not results:  # stopped before the first run began
+            self.result = TrainResult(parent, parent, None if self.from_scratch else parent, None, None, False, 0,
+                                      time.perf_counter() - start, True, timing=timing)
+            return self.result
         finetuned = results[0].finetuned if len(results) == 1 else average_models([r.finetuned for r in results])
         user = forgetting = None
         if not self.from_scratch and steps > 0:
@@ -208,18 +216,24 @@ class FineTune:
         return self.result
 
     def _user_check(self, results: list[TrainResult], parent_val: list[list[Prediction]]) -> Comparison | None:
-        """Parent against each run's model on the corrections that run did not train on, pooled."""
+        """Parent against each run's model on the corrections that run did not train on, pooled, each
+        image zoomed as the model estimates (as the user's other images will be)."""
         before, after = [], []
         for (_, val), result, parent_predictions in zip(self.folds, results, parent_val):
             if not val:
                 continue
             model = result.finetuned
-            mine = predict_samples(model.network, val, model.config, device=self.device)
+            mine = predict_samples(model.network, val, model.config, device=self.device, estimate_size=True)
             before += prediction_counts(parent_predictions, self.model.config)
             after += prediction_counts(mine, model.config)
         if not before:
             return None
-        where = "your held-out corrections" if len(results) == 1 else "your corrections, each image held out in turn"
+        if len(results) > 1:
+            where = "your corrections, each image held out in turn"
+        elif {s.name for s in self.folds[0][1]} & {s.name for s in self.folds[0][0]}:
+            where = "a held-out band of your corrected image (a weak check: correct a second image for a better one)"
+        else:
+            where = "your held-out corrections"
         return compare(where, before, after, seed=self.config.seed)
 
 

@@ -48,15 +48,23 @@ class Prediction:
 
 
 def predict_samples(
-    network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu"
+    network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu", estimate_size: bool = False
 ) -> list[Prediction]:
-    """Run ``network`` (in eval mode, on a copy) over each sample's reviewed region."""
+    """Run ``network`` (in eval mode, on a copy) over each sample's reviewed region.
+
+    Each sample is zoomed as its labels say (``Sample.zoom``), or, with ``estimate_size``, as the
+    model's own estimate of the object size says, which is how a user's other images are predicted.
+    """
     if not samples:
         raise ValueError("no validation samples to score on")
-    segmenter = Segmenter(Model(network, config), device=device, object_size=None)
+    estimate = estimate_size and config.task == "instances" and config.object_size is not None
+    segmenter = Segmenter(Model(network, config), device=device, object_size="auto" if estimate else None)
     predictions = []
     for s in samples:
-        segmenter.scale = s.zoom  # the sample's own object size is known: no estimate
+        if estimate:
+            segmenter.new_image()
+        else:
+            segmenter.scale = s.zoom  # the sample's own object size is known: no estimate
         window = _reviewed_box(s.reviewed)
         prob = run(segmenter.iter_normalized(s.image[(slice(None), *window)]))
         predictions.append(

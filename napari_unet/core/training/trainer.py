@@ -53,6 +53,9 @@ from .scoring import Prediction, Score, predict_samples, score_predictions
 from .thresholds import tune_thresholds
 
 
+ENCODER = ("inc.", "downs.")  # a U-Net's contracting path, by parameter name
+
+
 @dataclass(frozen=True)
 class TrainUpdate:
     """Progress of a run, yielded after each step."""
@@ -334,11 +337,23 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
         params = self.network.parameters()
+        if self.parent is not None and cfg.freeze == "encoder":
+            params = self._unfrozen()
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _unfrozen(self) -> list[torch.nn.Parameter]:
+        """The parameters a fine-tune trains with ``freeze="encoder"``: all but the contracting path's,
+        which stop needing gradients (so the backward pass ends where the expanding path begins)."""
+        encoder = [p for n, p in self.network.named_parameters() if n.startswith(ENCODER)]
+        if not encoder:
+            raise ValueError(f"freeze='encoder' needs a U-Net, whose contracting path is {ENCODER}")
+        for p in encoder:
+            p.requires_grad_(False)
+        return [p for p in self.network.parameters() if p.requires_grad]
 
     def _set_lr(self, optimizer: torch.optim.Optimizer, step: int, elapsed: float) -> None:
         cfg = self.config

@@ -1,0 +1,202 @@
+"""Does fine-tuning on two corrected images make the model better on the user's *other* images?
+
+    python benchmarks/finetune_transfer.py                          # 2 minutes, 3 preparations, 2 seeds
+    python benchmarks/finetune_transfer.py --minutes 1 2 5 --seeds 0 1
+    python benchmarks/finetune_transfer.py --set '{"replay": 0}'    # a trial: TrainConfig fields over the defaults
+
+Data: ``../shared/data/kromp2020_train`` (fluorescence nuclei of another lab,
+never used to train the default model; see its README). For each preparation
+and seed, two of its images, drawn with the seed, stand for the user's
+corrections (their ground truth is the corrected labels); the default model is
+fine-tuned on them with the shipped settings (``FineTune``: rotation check,
+replay, everything as ``napari-unet train`` does it) for the given minutes on
+this machine's CPU threads, and both models are scored, object size estimated
+as a user who changes nothing gets it, on:
+
+- the preparation's other images (pooled AP@0.5 and AP@0.75): the gain a user sees;
+- every other preparation's images (pooled AP@0.5): what a fine-tune costs elsewhere;
+- the held-out fluorescence images of DSB 2018 (``scripts/dsb2018_split.json``,
+  object size given as the median of the true nuclei): what the model knew before.
+
+The fine-tuned model is scored whether or not the check adopted it; the table
+says what the check decided, so that its verdict can be compared with the real
+change on the other images. Results go to ``benchmarks/results/finetune_transfer.json``
+(one record per run, appended to what is there for other settings) and a
+table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from napari_unet import load_model, segment  # noqa: E402
+from napari_unet.core.metrics import match_instances  # noqa: E402
+from napari_unet.core.progress import run  # noqa: E402
+from napari_unet.core.sizing import median_diameter  # noqa: E402
+from napari_unet.core.training import FineTune, TrainConfig, make_samples  # noqa: E402
+from napari_unet.core.training.files import scale_to  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+KROMP = DATA / "kromp2020_train"
+DSB = DATA / "dsb2018"
+RESULTS = ROOT / "benchmarks" / "results" / "finetune_transfer.json"
+MODELS = ROOT / "benchmarks" / "results" / "models"
+PREPARATIONS = ("tissue section", "BM cytospin", "cellline grown")
+
+
+def preparations() -> dict[str, str]:
+    """Image name -> preparation, from the data set's index."""
+    with open(KROMP / "index.csv", newline="") as f:
+        return {r["Image_Name"]: r["Preparation"] for r in csv.DictReader(f, delimiter=";")}
+
+
+def kromp(name: str) -> tuple[np.ndarray, np.ndarray]:
+    return tifffile.imread(KROMP / "images" / f"{name}.tif"), tifffile.imread(KROMP / "labels" / f"{name}.tif")
+
+
+def held_out_fluorescence() -> list[str]:
+    split = json.loads((ROOT / "scripts" / "dsb2018_split.json").read_text())
+    modality = {e["id"]: e["modality"] for e in json.loads((DSB / "index.json").read_text())}
+    return [i for i in split["test"] if modality[i] == "fluo_gray"]
+
+
+def counts_per_image(model, names: list[str], read, *, true_size: bool = False) -> dict[str, list[int]]:
+    """``[tp, fp, fn]`` at IoU 0.5 and 0.75 for each image."""
+    out = {}
+    for name in names:
+        image, truth = read(name)
+        size = median_diameter(truth) if true_size else "auto"
+        c = match_instances(segment(image, model, device="cpu", object_size=size), truth)
+        out[name] = [int(c.tp[0]), int(c.fp[0]), int(c.fn[0]), int(c.tp[5]), int(c.fp[5]), int(c.fn[5])]
+    return out
+
+
+def pooled(counts: dict[str, list[int]], names: list[str]) -> tuple[float, float]:
+    """Pooled AP@0.5 and AP@0.75 over ``names``."""
+    c = np.sum([counts[n] for n in names], axis=0)
+    return c[0] / max(c[:3].sum(), 1), c[3] / max(c[3:].sum(), 1)
+
+
+def dsb(name: str) -> tuple[np.ndarray, np.ndarray]:
+    return tifffile.imread(DSB / "images" / f"{name}.tif"), tifffile.imread(DSB / "labels" / f"{name}.tif")
+
+
+def scores(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
+    return {
+        "kromp": counts_per_image(model, sorted(prep), kromp),
+        "dsb_fluorescence": counts_per_image(model, dsb_ids, dsb, true_size=True),
+    }
+
+
+def fine_tune(parent, corrected: list[str], config: TrainConfig):
+    samples = []
+    for name in corrected:
+        image, labels = kromp(name)
+        samples += make_samples(image, labels, parent.config, name=name)
+    samples = scale_to(samples, parent.config.object_size)
+    return run(FineTune(parent, samples, config, device="cpu").run())
+
+
+def summary(record: dict, parent: dict, prep: dict[str, str]) -> dict:
+    own = record["preparation"]
+    others = [n for n in prep if prep[n] == own and n not in record["corrected"]]
+    child = record["scores"]
+    row = {
+        "own": [a - b for a, b in zip(pooled(child["kromp"], others), pooled(parent["kromp"], others))],
+        "own_before": pooled(parent["kromp"], others),
+        "elsewhere": {},
+        "dsb": pooled(child["dsb_fluorescence"], list(child["dsb_fluorescence"]))[0]
+        - pooled(parent["dsb_fluorescence"], list(parent["dsb_fluorescence"]))[0],
+    }
+    for q in sorted(set(prep.values()) - {own}):
+        names = [n for n in prep if prep[n] == q]
+        row["elsewhere"][q] = pooled(child["kromp"], names)[0] - pooled(parent["kromp"], names)[0]
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, nargs="+", default=[2.0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--preparations", nargs="+", default=list(PREPARATIONS))
+    p.add_argument("--set", default="{}", help="JSON of TrainConfig fields over the shipped defaults (a trial)")
+    p.add_argument("--tag", default="shipped", help="name of these settings in the results")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = json.loads(args.set)
+    prep = preparations()
+    dsb_ids = held_out_fluorescence()
+    parent = load_model("default")
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"parent": None, "runs": []}
+    if results["parent"] is None:
+        t = time.perf_counter()
+        results["parent"] = scores(parent, prep, dsb_ids)
+        print(f"scored the default model ({time.perf_counter() - t:.0f} s)", flush=True)
+    for minutes in args.minutes:
+        for own in args.preparations:
+            names = sorted(n for n in prep if prep[n] == own)
+            for seed in args.seeds:
+                corrected = [names[i] for i in np.random.default_rng(seed).permutation(len(names))[:2]]
+                config = TrainConfig.model_validate({"minutes": minutes, "seed": seed} | overrides)
+                result = fine_tune(parent, corrected, config)
+                MODELS.mkdir(parents=True, exist_ok=True)  # kept for a closer look (git-ignored)
+                result.finetuned.save(MODELS / f"{args.tag}_{minutes:g}min_{own}_seed{seed}.safetensors".replace(" ", "_"))
+                record = {
+                    "tag": args.tag, "settings": overrides, "minutes": minutes, "seed": seed,
+                    "preparation": own, "corrected": corrected, "steps": result.steps,
+                    "seconds": result.seconds, "timing": result.timing, "adopted": bool(result.improved),
+                    "check": result.finetuned.config.provenance.get("check"),
+                    "scores": scores(result.finetuned, prep, dsb_ids),
+                }
+                record["summary"] = summary(record, results["parent"], prep)
+                results["runs"].append(record)
+                RESULTS.write_text(json.dumps(results, indent=1))
+                s = record["summary"]
+                print(f"{args.tag} {minutes:g} min {own} seed {seed} {corrected}: {result.steps} steps, "
+                      f"own {s['own'][0]:+.3f}/{s['own'][1]:+.3f}, worst elsewhere "
+                      f"{min(s['elsewhere'].values()):+.3f}, DSB {s['dsb']:+.3f}, adopted {record['adopted']}; "
+                      f"{result.verdict()} [{result.time_split()}]", flush=True)
+    print(table(results, prep))
+
+
+def table(results: dict, prep: dict[str, str]) -> str:
+    """Markdown: per settings and minutes, the mean over runs of each change, and the check's agreement."""
+    lines = [
+        "| settings | min | runs | steps | own AP@0.5 | own AP@0.75 | worst other prep. | DSB fluo. | "
+        "adopted | check agrees | training share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple, list] = {}
+    for r in results["runs"]:
+        groups.setdefault((r["tag"], r["minutes"]), []).append(r)
+    for (tag, minutes), runs in groups.items():
+        s = [summary(r, results["parent"], prep) for r in runs]
+        agree = sum((r["adopted"]) == (x["own"][0] > 0) for r, x in zip(runs, s))
+        share = statistics.median(r["timing"]["steps"] / r["seconds"] for r in runs)
+        lines.append(
+            f"| {tag} | {minutes:g} | {len(runs)} | {statistics.median(r['steps'] for r in runs):.0f} | "
+            f"{np.mean([x['own'][0] for x in s]):+.3f} (min {min(x['own'][0] for x in s):+.3f}) | "
+            f"{np.mean([x['own'][1] for x in s]):+.3f} | "
+            f"{min(min(x['elsewhere'].values()) for x in s):+.3f} | "
+            f"{np.mean([x['dsb'] for x in s]):+.3f} (min {min(x['dsb'] for x in s):+.3f}) | "
+            f"{sum(r['adopted'] for r in runs)}/{len(runs)} | {agree}/{len(runs)} | {share:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
