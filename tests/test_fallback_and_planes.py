@@ -172,8 +172,9 @@ def test_the_object_size_is_estimated_once_per_image_not_once_per_segmenter(monk
     def fake_estimate(x, label_crop, object_size):
         estimates.append(x.shape)
         return 1.0
+        yield
 
-    monkeypatch.setattr(inference, "estimate_scale", fake_estimate)
+    monkeypatch.setattr(inference, "iter_estimate_scale", fake_estimate)
     model = Model.from_config(ModelConfig(network={"depth": 2, "width": 4}, object_size=20.0))
     seg = Segmenter(model, device="cpu")
     stack = np.random.default_rng(0).random((3, 32, 40)).astype(np.float32)
@@ -188,7 +189,11 @@ def test_a_segmenter_set_up_once_can_be_passed_for_the_model_and_tells_its_objec
     from napari_unet import Model, ModelConfig, segment
     from napari_unet.core.inference import Segmenter
 
-    monkeypatch.setattr(inference, "estimate_scale", lambda x, label_crop, object_size: 0.5)
+    def half(x, label_crop, object_size):
+        return 0.5
+        yield
+
+    monkeypatch.setattr(inference, "iter_estimate_scale", half)
     model = Model.from_config(ModelConfig(network={"depth": 2, "width": 4}, object_size=20.0, tile=64, overlap=16))
     image = np.random.default_rng(0).random((40, 52)).astype(np.float32)
 

@@ -345,7 +345,7 @@ def iter_segment_file(
     # One object size for the whole input, from its first plane, whatever order the planes are done in
     # (resumed runs, cluster workers): the labels must not depend on scheduling.
     segmenter.new_image()
-    segmenter.prepare(layout.plane(data, layout.index(0)))
+    yield from segmenter.iter_prepare(layout.plane(data, layout.index(0)))
     digest = model_digest(segmenter.model)
     sig = signature(job, layout, segmenter, options, digest)
     if is_done(job.output, sig, options.stitch_z):

@@ -27,7 +27,7 @@ from .normalize import normalize
 from .postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
 from .progress import Notice, Progress, run
-from .sizing import check_object_size, estimate_scale, rescale, resize_to
+from .sizing import check_object_size, iter_estimate_scale, rescale, resize_to
 from .stack_ids import StackIds
 from .tiling import count_tiles, predict_tiles
 
@@ -134,16 +134,20 @@ class Segmenter:
 
     def prepare(self, plane: np.ndarray) -> None:
         """Estimate the object size from this raw ``(C, Y, X)`` plane if it is still unknown."""
-        if self.scale is None:
-            self._ensure_scale(normalize(plane, self.model.config.normalization))
+        run(self.iter_prepare(plane))
 
-    def _ensure_scale(self, x: np.ndarray) -> float:
+    def iter_prepare(self, plane: np.ndarray) -> Generator[Progress, None, None]:
+        """:meth:`prepare` as a generator that yields while the estimate's model runs (a place to stop)."""
         if self.scale is None:
-            self.scale = estimate_scale(x, self._label_crop, self._trained_size)
+            yield from self._iter_scale(normalize(plane, self.model.config.normalization))
+
+    def _iter_scale(self, x: np.ndarray) -> Generator[Progress, None, float]:
+        if self.scale is None:
+            self.scale = yield from iter_estimate_scale(x, self._label_crop, self._trained_size)
         return self.scale
 
-    def _label_crop(self, x: np.ndarray) -> np.ndarray:
-        prob = run(predict_tiles(x, self.predictor, batch_size=self.batch_size, **self._tiling(x.shape[1:])))
+    def _label_crop(self, x: np.ndarray) -> Generator[Progress, None, np.ndarray]:
+        prob = yield from predict_tiles(x, self.predictor, batch_size=self.batch_size, **self._tiling(x.shape[1:]))
         return instance_labels(prob, thresholds=self.model.config.thresholds)
 
     @property
@@ -184,7 +188,8 @@ class Segmenter:
 
     def iter_normalized(self, x: np.ndarray) -> Generator[Progress | Notice, None, np.ndarray]:
         """Class probabilities ``(K, Y, X)`` of an already normalised ``(C, Y, X)`` plane; a generator."""
-        scaled = rescale(x, self._ensure_scale(x))
+        scale = yield from self._iter_scale(x)
+        scaled = rescale(x, scale)
         while True:
             tiling = self._tiling(scaled.shape[1:])
             try:
@@ -409,7 +414,7 @@ def _iter_planes(
     seg.new_image()
     for i, (index, plane) in enumerate(layout.planes(image, indices)):
         if per_plane is None:  # the object size is estimated on the first plane, then tiles are known
-            seg.prepare(plane)
+            yield from seg.iter_prepare(plane)
             per_plane = seg.tiles(shape)
         gen = seg.iter_probabilities(plane)
         while True:

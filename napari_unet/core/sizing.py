@@ -25,12 +25,14 @@ as well: between two settled zooms, the one that holds up at half of it wins.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import ImageError
+from .progress import Progress, run
 from .targets import object_diameters
 
 CROP = 512
@@ -38,6 +40,8 @@ TOLERANCE = math.log(1.15)
 STOP_BELOW = TOLERANCE  # the search from below stops this far (log zoom) below the zoom already settled
 LADDER = (0.125, 0.25, 0.5, 2.0, 4.0)
 LIMITS = (1 / 16, 8.0)
+ESTIMATING = Progress(0, 1, "estimating the object size")  # yielded while the estimate's model runs
+LabelCrop = Callable[[np.ndarray], Generator[Any, None, np.ndarray]]
 MIN_OBJECTS = 3  # a smaller zoom settled on fewer objects than this is one clump of many (see estimate_scale)
 
 
@@ -139,14 +143,37 @@ def estimate_scale(
     iterations: int = 3,
     iterations_below: int = 5,
 ) -> float:
-    """The zoom that brings the objects of ``x`` to ``object_size`` pixels.
+    """The zoom that brings the objects of ``x`` to ``object_size`` pixels (see :func:`iter_estimate_scale`;
+    here ``label_crop`` returns the labels at once)."""
+
+    def at_once(crop: np.ndarray) -> Generator[Progress, None, np.ndarray]:
+        return label_crop(crop)
+        yield  # a generator that never yields
+
+    return run(iter_estimate_scale(x, at_once, object_size, iterations=iterations, iterations_below=iterations_below))
+
+
+def iter_estimate_scale(
+    x: np.ndarray,
+    label_crop: Callable[[np.ndarray], Generator[Any, None, np.ndarray]],
+    object_size: float,
+    *,
+    iterations: int = 3,
+    iterations_below: int = 5,
+) -> Generator[Progress, None, float]:
+    """The zoom that brings the objects of ``x`` to ``object_size`` pixels; a generator.
+
+    It yields :data:`ESTIMATING` whenever ``label_crop`` (a generator, the model at work on a crop)
+    yields, so that a caller can stop it between batches of tiles rather than only after the
+    several crops an estimate measures.
 
     Parameters
     ----------
     x : ndarray of shape (C, Y, X), float32
         Normalised plane.
     label_crop : callable
-        Instance labels ``(y, x)`` of a normalised ``(C, y, x)`` image (the model at work).
+        A generator function: instance labels ``(y, x)`` of a normalised ``(C, y, x)`` image (the model
+        at work), returned when done.
     object_size : float
         Diameter (pixels) the model was trained at.
     iterations : int
@@ -166,47 +193,60 @@ def estimate_scale(
     float
         Scale factor; 1.0 when no objects are found at any zoom.
     """
-    scale, _, seen = _settle(x, label_crop, object_size, 1.0, iterations)
+    scale, _, seen = yield from _settle(x, label_crop, object_size, 1.0, iterations)
     if scale is None:
-        return _ladder(x, label_crop, object_size)
+        return (yield from _ladder(x, label_crop, object_size))
     # Objects much larger than the model knows break into pieces of about the trained size,
     # which can look settled at a zoom that is still too large, and can even hold up at half of
     # it. So check again from well below, and keep the smaller zoom where that one settles on
     # several objects (tiny objects made far too small can settle as one clump of all of them).
     # Once that search comes up to within STOP_BELOW of the zoom already settled, it has found
     # nothing smaller: it stops there, which saves its last measurements when the first zoom is right.
-    lower, settled, count = _settle(
+    lower, settled, count = yield from _settle(
         x, label_crop, object_size, min(scale / 4, 0.25), iterations_below, ceiling=scale * math.exp(-STOP_BELOW)
     )
     found_below = lower is not None and settled and count >= MIN_OBJECTS
     if not seen:
         # The search from the native zoom found objects, zoomed in after them, and found nothing
         # there: pieces of objects far larger than the model knows, growing ever smaller.
-        return lower if found_below else _ladder(x, label_crop, object_size)
+        return lower if found_below else (yield from _ladder(x, label_crop, object_size))
     if not found_below or lower >= scale:
         return scale
     # Unless the larger zoom holds up at half of it and the smaller does not: crowded objects
     # made far too small merge into clumps of about the trained size, which can look settled
     # too, but not at half of that zoom.
-    if _holds(x, label_crop, object_size, scale) and not _holds(x, label_crop, object_size, lower):
+    if (yield from _holds(x, label_crop, object_size, scale)) and not (
+        yield from _holds(x, label_crop, object_size, lower)
+    ):
         return scale
     return lower
 
 
-def _holds(x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object_size: float, scale: float) -> bool:
+def _labels(label_crop: LabelCrop, crop: np.ndarray) -> Generator[Progress, None, np.ndarray]:
+    """``label_crop(crop)``, yielding :data:`ESTIMATING` whenever it yields."""
+    work = label_crop(crop)
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            return done.value
+        yield ESTIMATING
+
+
+def _holds(x: np.ndarray, label_crop: LabelCrop, object_size: float, scale: float) -> Generator[Progress, None, bool]:
     """Whether ``scale`` still looks right from half of it (objects measured there at half the size)."""
-    d = median_diameter(label_crop(_crop(x, scale / 2, CROP // 2)))
+    d = median_diameter((yield from _labels(label_crop, _crop(x, scale / 2, CROP // 2))))
     return d is not None and abs(math.log(object_size / (2 * d))) < 2 * TOLERANCE
 
 
 def _settle(
     x: np.ndarray,
-    label_crop: Callable[[np.ndarray], np.ndarray],
+    label_crop: LabelCrop,
     object_size: float,
     scale: float,
     iterations: int,
     ceiling: float = math.inf,
-) -> tuple[float | None, bool, int]:
+) -> Generator[Progress, None, tuple[float | None, bool, int]]:
     """Zoom, measure, re-zoom from ``scale``.
 
     The scale reached, whether it stopped moving, and how many objects the last measurement saw:
@@ -214,7 +254,7 @@ def _settle(
     did; the zoom wanted, unsettled, as soon as it reaches ``ceiling``.
     """
     for step in range(iterations):
-        d = object_diameters(label_crop(_crop(x, scale)))
+        d = object_diameters((yield from _labels(label_crop, _crop(x, scale))))
         if not d.size:
             return (scale if step else None), False, 0
         wanted = float(np.clip(scale * object_size / float(np.median(d)), *LIMITS))
@@ -235,10 +275,10 @@ def _crop(x: np.ndarray, scale: float, crop: int | None = None) -> np.ndarray:
     return rescale(x[:, y0 : y0 + side, x0 : x0 + side], scale)
 
 
-def _ladder(x: np.ndarray, label_crop: Callable[[np.ndarray], np.ndarray], object_size: float) -> float:
+def _ladder(x: np.ndarray, label_crop: LabelCrop, object_size: float) -> Generator[Progress, None, float]:
     best, best_count = 1.0, 0
     for scale in LADDER:
-        d = object_diameters(label_crop(_crop(x, scale)))
+        d = object_diameters((yield from _labels(label_crop, _crop(x, scale))))
         plausible = int(((d > object_size / 2) & (d < object_size * 2)).sum())
         if plausible > best_count:
             best, best_count = scale * object_size / float(np.median(d)), plausible

@@ -229,11 +229,15 @@ def is_labels_output(path: str | os.PathLike) -> bool:
         return False
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str | None = None) -> Path:
+def write_labels(
+    path: str | os.PathLike, labels: np.ndarray, *, axes: str | None = None, keep_dtype: bool = False
+) -> Path:
     """Write a labels array to a TIFF atomically (deflate-compressed, BigTIFF when needed), tagged as
     napari-unet's (:func:`is_labels_output`).
 
-    ``uint16`` is used when the ids fit (readable by ImageJ), else ``uint32``.
+    ``uint16`` is used when the ids fit (readable by ImageJ), else ``uint32``; with
+    ``keep_dtype``, an unsigned array of at most 32 bits keeps its own type (a layer saved
+    and opened again is the same layer).
     """
     labels = np.asarray(labels)
     if labels.ndim < 2:
@@ -243,6 +247,8 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str | Non
     if labels.size and labels.min() < 0:
         raise ValueError("labels must not be negative")
     dtype = np.uint16 if labels.size == 0 or labels.max() < 2**16 else np.uint32
+    if keep_dtype and labels.dtype in (np.uint8, np.uint16, np.uint32):
+        dtype = labels.dtype
     with LabelsTiffWriter(path, labels.shape, axes=axes, dtype=dtype) as writer:
         for plane in labels.reshape(-1, *labels.shape[-2:]):
             writer.write(plane)

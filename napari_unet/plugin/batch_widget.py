@@ -5,13 +5,17 @@ It builds the same core calls as ``napari-unet segment``
 worker thread. Stop asks the run to end at its next step: the generator is
 then closed where it stands, so a TIFF being written is dropped and a zarr
 store keeps its finished planes for the next run to resume. Each output is
-opened as a Labels layer over the file (zarr), never read whole.
+opened in the worker, lazily, and shown as a Labels layer over the file, never
+read whole; the same output written again replaces its layer's data. Run after
+a Stop skips the outputs the last run finished with the same settings (and
+not touched since). One progress bar covers the whole run.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 import napari
@@ -47,6 +51,7 @@ from ..core.labels_store import open_labels
 from ..core.progress import Progress
 from ..core.stack_io import Stack, read_stack
 from .form import action_buttons, column, form, message_label, row
+from .lifetime import when_removed
 from .object_size_box import ObjectSizeBox
 
 FILES = "TIFF files or folder (below)"
@@ -59,6 +64,8 @@ class BatchWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
+        self._written: dict[Path, tuple] = {}  # outputs this widget wrote, and what they were written from
+        self._settings = ""
         self._stop = threading.Event()
 
         self.source = QComboBox()
@@ -111,6 +118,13 @@ class BatchWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
+        when_removed(self, self._on_closed)
+
+    def _on_closed(self) -> None:
+        """The dock was closed: a run in progress stops, since no Stop button is left on screen."""
+        if self.stop_button.isEnabled():
+            self.stop()
+            show_info("napari-unet: Batch was closed; its run was stopped (finished outputs are kept)")
 
     def run(self):
         """Check the choices, then segment in a worker thread; returns the worker (None if the choices are bad)."""
@@ -125,6 +139,13 @@ class BatchWidget(QWidget):
         self._stop.clear()
         model = self.model.text().strip() or "default"
         segmenter = dict(device=self.device.currentText(), object_size=self.object_size.object_size())
+        settings = repr((model, segmenter, options))
+        kept = [job for job in jobs if self._written.get(job.output) == _written_key(job, settings)]
+        jobs = [job for job in jobs if job not in kept]
+        if not jobs:
+            self.status.setText(f"all {len(kept)} output(s) were written by the last run with these settings")
+            return None
+        self._settings = settings
         self.worker = create_worker(_segment, jobs, model, segmenter, options, self._stop, _start_thread=False)
         self.worker.yielded.connect(self._on_update)
         self.worker.returned.connect(self._on_done)
@@ -172,14 +193,15 @@ class BatchWidget(QWidget):
         scale = {a: float(s) for a, s in zip(spatial, layer.scale) if a in "ZYX"}
         return Stack(data, axes, scale)
 
-    def _on_update(self, update: Progress | FileDone) -> None:
+    def _on_update(self, update: Progress | FileDone | Opened) -> None:
         if isinstance(update, Progress):
             self.progress.setValue(int(1000 * update.fraction))
-            self.status.setText(f"{update.stage}: {update.done} of {update.total}")
+            self.status.setText(update.stage)
+        elif isinstance(update, Opened):
+            self._written[update.job.output] = _written_key(update.job, self._settings)
+            self._open(update)
         elif update.error is not None:
             show_warning(f"napari-unet: {update.job.name} failed: {update.error}")
-        else:
-            self._open(update.job.output)
 
     def _on_done(self, report: BatchReport | None) -> None:
         if report is None:
@@ -198,15 +220,16 @@ class BatchWidget(QWidget):
         self.status.setText(message)
         show_error(f"napari-unet: {message}")
 
-    def _open(self, path: Path) -> None:
-        """Add the labels at ``path`` as a layer that reads planes from the file as they are shown."""
-        if path.suffix.lower() == ".zarr":
-            data, attrs = open_labels(path)
-            axes, scale = attrs["axes"], attrs.get("scale") or {}
-        else:
-            stack = read_stack(path, lazy=True, memmap=False)
-            data, axes, scale = stack.data, stack.axes, stack.scale
-        self.viewer.add_labels(data, name=path.stem, scale=[scale.get(a, 1.0) for a in axes], metadata={"axes": axes})
+    def _open(self, opened: Opened) -> None:
+        """Add an output (opened in the worker, lazily) as a Labels layer, or refresh the one already shown."""
+        name = opened.job.output.stem
+        scale = [opened.scale.get(a, 1.0) for a in opened.axes]
+        layer = next((la for la in self.viewer.layers if la.name == name and isinstance(la, napari.layers.Labels)), None)
+        if layer is not None and layer.metadata.get("source") == str(opened.job.output):
+            layer.data = opened.data  # the same output written again: no second copy
+            return
+        metadata = {"axes": opened.axes, "source": str(opened.job.output)}
+        self.viewer.add_labels(opened.data, name=name, scale=scale, metadata=metadata)
 
     def _refresh_layers(self, event=None) -> None:
         current = self.source.currentText()
@@ -248,6 +271,7 @@ def _segment(
     """
     segmenter = Segmenter(as_model(model), **segmenter)
     gen = iter_segment_files(jobs, segmenter, options)
+    finished = 0
     try:
         while True:
             try:
@@ -256,9 +280,42 @@ def _segment(
                 return done.value
             if stop.is_set():
                 return None
+            if isinstance(update, Progress):  # one bar for the whole run, not one per file
+                overall = (finished + update.fraction) / len(jobs)
+                yield Progress(round(1000 * overall), 1000, f"{update.stage}: file {finished + 1} of {len(jobs)}")
+                continue
+            finished += 1
             yield update
+            if update.error is None:
+                yield _opened(update.job)  # opening the output here keeps the file work off the main thread
     finally:
         gen.close()  # ends the run where it stands: a partial TIFF is dropped, zarr planes are kept
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A finished output, opened lazily in the worker, for the main thread to show."""
+
+    job: Job
+    data: object
+    axes: str
+    scale: dict
+
+
+def _opened(job: Job) -> Opened:
+    path = job.output
+    if path.suffix.lower() == ".zarr":
+        data, attrs = open_labels(path)
+        return Opened(job, data, attrs["axes"], attrs.get("scale") or {})
+    stack = read_stack(path, lazy=True, memmap=False)
+    return Opened(job, stack.data, stack.axes, stack.scale)
+
+
+def _written_key(job: Job, settings: str) -> tuple:
+    """What makes an output written earlier still right: the same input, settings, and files untouched since."""
+    stamp = [(p.stat().st_mtime_ns if p.exists() else None) for p in (job.output,)]
+    source = job.input if isinstance(job.input, Path) else id(job.input)
+    return source, settings, tuple(stamp)
 
 
 def _with_buttons(edit: QLineEdit, *buttons) -> QWidget:

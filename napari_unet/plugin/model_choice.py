@@ -33,7 +33,7 @@ def add_model_items(combo: QComboBox, settings: QSettings) -> None:
             combo.addItem(f"{name} (shipped)", name)
     for path in recent_models(settings):
         combo.addItem(Path(path).name, path)
-        combo.setItemData(combo.count() - 1, path, Qt.ToolTipRole)
+        combo.setItemData(combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
 
 
 def remember_model(settings: QSettings, path: str) -> str:

@@ -39,6 +39,7 @@ from ..core.inference import check_output
 from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model
 from ..core.progress import Notice, Progress
 from .form import action_buttons, column, form, message_label, row
+from .lifetime import when_removed
 from .layers import (
     fingerprint,
     image_array,
@@ -154,6 +155,21 @@ class PredictWidget(QWidget):
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered, events.renamed):
             event.connect(self.refresh_choices)
+        events.removed.connect(self._on_layer_removed)
+        when_removed(self, self._on_closed)
+
+    def _on_closed(self) -> None:
+        """The dock was closed: a run in progress stops, since no Stop button is left on screen."""
+        if self.worker is not None:
+            self.stop()
+            show_info("napari-unet: Predict was closed; its run was stopped")
+
+    def _on_layer_removed(self, event) -> None:
+        job = self._job
+        if self.worker is not None and job is not None and event.value is job.target:
+            self.stop()
+            self.status.setText(f"Stopped: the layer '{job.target.name}' it was writing into was deleted.")
+            show_warning(f"napari-unet: '{job.target.name}' was deleted; the prediction into it was stopped")
 
     # ---- choices --------------------------------------------------------------------------------
 
@@ -392,9 +408,9 @@ class PredictWidget(QWidget):
                     others[index] = fp
         if not others:
             return True
-        which = "the plane" if len(planes) == 1 else f"{len(others)} of the {len(planes)} planes"
+        which = "the plane to predict holds" if len(planes) == 1 else f"{len(others)} of the {len(planes)} planes to predict hold"
         if not self._ask(
-            f"In '{job.target.name}', {which} to predict hold labels that are not this widget's last "
+            f"In '{job.target.name}', {which} labels that are not this widget's last "
             "prediction (edited by hand, or from elsewhere).\n\nOverwrite them? (Undo with Ctrl+Z.)"
         ):
             return False
@@ -403,13 +419,18 @@ class PredictWidget(QWidget):
 
     def _ask(self, question: str) -> bool:
         answer = QMessageBox.question(
-            self, "napari-unet: overwrite labels?", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No
+            self,
+            "napari-unet: overwrite labels?",
+            question,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
         )
-        return answer == QMessageBox.Yes
+        return answer == QMessageBox.StandardButton.Yes
 
     def _start(self, job: Job) -> None:
         self._job = job
-        what = "the plane on screen" if job.origin is not None else "all planes"
+        flat = not any(a not in "YXCS" for a in job.axes)  # a 2D image (grey or with channels): one plane
+        what = "the plane on screen" if job.origin is not None else "the image" if flat else "all planes"
         self._progress = progress(total=0, desc=f"napari-unet: predicting {job.output}")
         worker = create_worker(predict_job, job, _start_thread=False)
         worker.yielded.connect(self._on_update)

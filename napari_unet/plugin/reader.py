@@ -1,4 +1,9 @@
-"""Reader: TIFF / OME-TIFF / ImageJ stacks as image layers with their axes and scale.
+"""Reader: TIFF / OME-TIFF / ImageJ stacks as image layers with their axes and scale; labels TIFFs as
+Labels layers.
+
+A TIFF is labels when napari-unet wrote it (the writer, ``segment``, Batch: their ``Software``
+tag says so), or when its name ends in ``_labels`` and it holds integers on one channel; it
+opens as a Labels layer with its own dtype, ready to paint and to train on.
 
 The file is opened (lazily when large, see :func:`~napari_unet.core.stack_io.read_stack`)
 when napari asks whether this plugin can read it, so a TIFF that cannot be read
@@ -10,8 +15,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
+
 from ..core.errors import StackFileError
-from ..core.stack_io import TIFF_SUFFIXES, Stack, read_stack
+from ..core.stack_io import TIFF_SUFFIXES, Stack, is_labels_output, read_stack
+
+PAINTABLE_BYTES = 2**30  # labels up to this size are read into memory, where they can be painted
 
 # Units as TIFF files spell them, to the names napari (pint) knows.
 _UNITS = {
@@ -45,7 +54,29 @@ def napari_get_reader(path):
 
 
 def _read(stack: Stack, path=None) -> list[tuple]:
-    return [layer_data(stack)]
+    return [labels_data(stack) if is_labels(stack) else layer_data(stack)]
+
+
+def is_labels(stack: Stack) -> bool:
+    """Whether a stack holds labels: written by napari-unet, or named ``*_labels`` with integers and no channels."""
+    if stack.path is not None and is_labels_output(stack.path):
+        return True
+    named = stack.path is not None and stack.path.stem.lower().endswith("_labels")
+    return named and stack.dtype.kind in "iu" and not any(a in "CS" for a in stack.axes)
+
+
+def labels_data(stack: Stack) -> tuple:
+    """``(data, kwargs, "labels")``: the ids as stored, with the stack's axes and scale."""
+    name = stack.path.stem if stack.path else "labels"
+    axes = "".join(a for a in stack.axes if a not in "CS")
+    kwargs: dict = {"name": name, "metadata": {"axes": axes}, "scale": [stack.scale.get(a, 1.0) for a in axes]}
+    unit = _UNITS.get((stack.unit or "").strip().lower())
+    if unit and stack.scale:
+        kwargs["units"] = unit
+    data = stack.data
+    if data.size * data.dtype.itemsize <= PAINTABLE_BYTES:
+        data = np.array(data)  # in memory, so that it can be painted (a memory map of the file is read-only)
+    return data, kwargs, "labels"
 
 
 def layer_data(stack: Stack) -> tuple:

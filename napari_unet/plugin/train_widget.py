@@ -22,6 +22,8 @@ overwritten). Every version stays in the list, to go back to or to save.
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,7 @@ from ..core.training.review import DEFAULT_MARGIN, ChangedPixels
 from ..core.training.trainer import warm_up
 from . import predict_widget
 from .form import action_buttons, column, form, message_label, row
+from .lifetime import when_removed
 from .layers import (
     PREDICTED,
     fingerprint,
@@ -82,7 +85,9 @@ REVIEWED = {
     "painted": "Around what was painted",
 }
 UPDATE_INTERVAL = 0.1  # seconds between redraws of the progress, the plot and the time left
+VAL_EVERY = 10  # steps between validation scores: several points a minute on a 2-core CPU, so the plot draws a curve
 _warm_up = {"started": False, "done": False}
+WARM_UP_WAIT = 60.0  # seconds an exiting interpreter waits for the warm-up worker
 
 
 def warmed_up() -> bool:
@@ -90,16 +95,27 @@ def warmed_up() -> bool:
     return _warm_up["done"]
 
 
+_warmed = threading.Event()
+
+
 def _warm_up_on_threads() -> None:
-    with torch_threads(max(1, cpu_cores() - 1)):
-        warm_up()
+    try:
+        with torch_threads(max(1, cpu_cores() - 1)):
+            warm_up()
+    finally:
+        _warmed.set()
 
 
 def _start_warm_up() -> None:
-    """Once a session, in a worker: the first training step then neither waits for imports nor stalls the viewer."""
+    """Once a session, in a worker: the first training step then neither waits for imports nor stalls the viewer.
+
+    An interpreter that exits while the worker is still importing torch's modules aborts (SIGABRT):
+    the exit waits for it (a few seconds at most, once a session).
+    """
     if _warm_up["started"]:
         return
     _warm_up["started"] = True
+    atexit.register(_warmed.wait, WARM_UP_WAIT)
     worker = create_worker(_warm_up_on_threads, _start_thread=False)
     worker.finished.connect(lambda: _warm_up.update(done=True))
     worker.start()
@@ -162,7 +178,7 @@ class TrainPlot(QWidget):
             painter.setPen(QPen(color, 1.5))
             painter.drawPolyline(polygon)
 
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         line(self.loss, lo, span, QColor(80, 160, 255))
         if self.score:
             line(self.score, 0.0, 1.0, QColor(255, 160, 40))
@@ -293,7 +309,14 @@ class TrainWidget(QWidget):
         for event in (events.inserted, events.removed, events.reordered, events.renamed):
             event.connect(self.refresh_choices)
         on_prediction_written(self._on_prediction_written)
+        when_removed(self, self._on_closed)
         _start_warm_up()
+
+    def _on_closed(self) -> None:
+        """The dock was closed: a run in progress stops (its model is still checked and kept)."""
+        if self.worker is not None:
+            self.stop()
+            show_info("napari-unet: Correct & Train was closed; its training was stopped")
 
     # ---- choices --------------------------------------------------------------------------------
 
@@ -547,7 +570,7 @@ class TrainWidget(QWidget):
 
     def train_config(self) -> TrainConfig:
         length = {self.unit_combo.currentData(): self.length_spin.value()}
-        settings = {"val_every": 25} | self.extra_settings | length
+        settings = {"val_every": VAL_EVERY} | self.extra_settings | length
         if "minutes" in length:
             settings["steps"] = None
         else:

@@ -1,4 +1,8 @@
-"""Writer: a Labels layer to a TIFF, atomically (an existing file is replaced only when complete)."""
+"""Writer: a Labels layer to a TIFF, atomically (an existing file is replaced only when complete).
+
+Unsigned layers keep their dtype and the file is tagged as napari-unet's labels, so that the
+reader opens it again as the same Labels layer.
+"""
 
 from __future__ import annotations
 
@@ -12,5 +16,5 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     data = np.asarray(data)
     if axes is not None and len(axes) != data.ndim:
         axes = None
-    _write(path, data, axes=axes)
+    _write(path, data, axes=axes, keep_dtype=True)
     return [path]

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(items):
 def settings(tmp_path, monkeypatch) -> QSettings:
     """The widgets remember their choices in a file of this test, not the user's settings."""
     path = str(tmp_path / "settings.ini")
-    monkeypatch.setattr(predict_widget, "default_settings", lambda: QSettings(path, QSettings.IniFormat))
+    monkeypatch.setattr(predict_widget, "default_settings", lambda: QSettings(path, QSettings.Format.IniFormat))
     return predict_widget.default_settings()
 
 
@@ -71,7 +71,8 @@ def answer(monkeypatch):
 
     def question(parent, title, text, *args):
         Answer.asked.append(text)
-        return predict_widget.QMessageBox.Yes if Answer.value else predict_widget.QMessageBox.No
+        buttons = predict_widget.QMessageBox.StandardButton
+        return buttons.Yes if Answer.value else buttons.No
 
     Answer.asked = []
     monkeypatch.setattr(predict_widget.QMessageBox, "question", staticmethod(question))

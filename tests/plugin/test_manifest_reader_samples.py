@@ -75,6 +75,31 @@ def test_labels_are_saved_as_tiff_with_their_axes(tmp_path):
         np.testing.assert_array_equal(tif.asarray(), labels)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_labels_saved_by_the_plugin_open_again_as_the_same_labels_layer(viewer, tmp_path, dtype):
+    labels = np.zeros((3, 20, 24), dtype)
+    labels[1, 2:5, 3:6], labels[2, 10:15, 4:9] = 7, np.iinfo(dtype).max
+    Labels(labels, metadata={"axes": "ZYX"}).save(str(tmp_path / "cells.tif"), plugin="napari-unet")
+    (layer,) = viewer.open(str(tmp_path / "cells.tif"), plugin="napari-unet")
+    assert isinstance(layer, Labels) and layer.data.dtype == dtype and layer.metadata["axes"] == "ZYX"
+    np.testing.assert_array_equal(layer.data, labels)
+    layer.paint((1, 10, 10), 3)  # in memory, not a read-only map of the file
+    assert layer.data[1, 10, 10] == 3
+
+
+def test_label_tiffs_by_name_open_as_labels_and_images_as_images(viewer, tmp_path):
+    ids = np.zeros((16, 16), np.uint16)
+    ids[2:6, 2:6] = 1
+    tifffile.imwrite(tmp_path / "a_labels.tif", ids)  # a ground truth from elsewhere: named so
+    tifffile.imwrite(tmp_path / "a.tif", ids)  # integers, but nothing says labels
+    tifffile.imwrite(tmp_path / "rgb_labels.tif", np.zeros((16, 16, 3), np.uint8), photometric="rgb")
+    kinds = {}
+    for name in ("a_labels.tif", "a.tif", "rgb_labels.tif"):
+        (layer,) = viewer.open(str(tmp_path / name), plugin="napari-unet")
+        kinds[name] = type(layer).__name__
+    assert kinds == {"a_labels.tif": "Labels", "a.tif": "Image", "rgb_labels.tif": "Image"}
+
+
 SAMPLES = {
     "nuclei_fluorescence": [(256, 256), (256, 256)],
     "nuclei_fluorescence_dense": [(520, 696), (520, 696)],
