@@ -47,9 +47,10 @@ run: env system-deps
 		$(XVFB) $(PY) docs/screenshot.py --model default -o run.png; fi
 
 bench: env
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[testing,bench]"
 	$(PY) benchmarks/tiled_prediction.py
 
-# Rebuild the shipped default model from ../shared/data/dsb2018 (about 95 minutes on 2 CPU cores; see docs/model_card.md).
+# Rebuild the shipped default model from ../shared/data/dsb2018 (about 130 minutes on 2 CPU cores; see docs/model_card.md).
 default-model: env
 	$(PY) scripts/train_default_model.py --steps 15000 --ema 0.999
 

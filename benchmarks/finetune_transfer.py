@@ -3,6 +3,7 @@
     python benchmarks/finetune_transfer.py                          # 2 minutes, 3 preparations, 2 seeds
     python benchmarks/finetune_transfer.py --minutes 1 2 5 --seeds 0 1
     python benchmarks/finetune_transfer.py --set '{"replay": 0}'    # a trial: TrainConfig fields over the defaults
+    python benchmarks/finetune_transfer.py --table                  # the table of the saved results
 
 Data: ``../shared/data/kromp2020_train`` (fluorescence nuclei of another lab,
 never used to train the default model; see its README). For each preparation
@@ -135,7 +136,11 @@ def main() -> None:
     p.add_argument("--set", default="{}", help="JSON of TrainConfig fields over the shipped defaults (a trial)")
     p.add_argument("--tag", default="shipped", help="name of these settings in the results")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table", action="store_true", help="print the table of the saved results and stop")
     args = p.parse_args()
+    if args.table:
+        print(table(json.loads(RESULTS.read_text()), preparations()))
+        return
     torch.set_num_threads(args.threads)
     overrides = json.loads(args.set)
     prep = preparations()
@@ -174,26 +179,33 @@ def main() -> None:
 
 
 def table(results: dict, prep: dict[str, str]) -> str:
-    """Markdown: per settings and minutes, the mean over runs of each change, and the check's agreement."""
+    """Markdown: per settings and length, the mean over runs of each change, and how often the check agreed.
+
+    "verdict agrees": adopted exactly when the preparation's other images got better; "sign agrees":
+    the check's held-out gain has the sign of that change.
+    """
     lines = [
-        "| settings | min | runs | steps | own AP@0.5 | own AP@0.75 | worst other prep. | DSB fluo. | "
-        "adopted | check agrees | training share |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| settings | min | runs | steps | own prep. AP@0.5 | own AP@0.75 | other preps (mean, worst) | "
+        "DSB fluo. | adopted | verdict agrees | sign agrees | training share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple, list] = {}
     for r in results["runs"]:
         groups.setdefault((r["tag"], r["minutes"]), []).append(r)
     for (tag, minutes), runs in groups.items():
         s = [summary(r, results["parent"], prep) for r in runs]
-        agree = sum((r["adopted"]) == (x["own"][0] > 0) for r, x in zip(runs, s))
+        own = [x["own"][0] for x in s]
+        agree = sum(r["adopted"] == (g > 0) for r, g in zip(runs, own))
+        checked = [(r["check"] or {}).get("held_out") for r in runs]
+        sign = sum(c is not None and (c["gain"] > 0) == (g > 0) for c, g in zip(checked, own))
         share = statistics.median(r["timing"]["steps"] / r["seconds"] for r in runs)
+        elsewhere = [v for x in s for v in x["elsewhere"].values()]
         lines.append(
             f"| {tag} | {minutes:g} | {len(runs)} | {statistics.median(r['steps'] for r in runs):.0f} | "
-            f"{np.mean([x['own'][0] for x in s]):+.3f} (min {min(x['own'][0] for x in s):+.3f}) | "
-            f"{np.mean([x['own'][1] for x in s]):+.3f} | "
-            f"{min(min(x['elsewhere'].values()) for x in s):+.3f} | "
+            f"{np.mean(own):+.3f} (min {min(own):+.3f}) | {np.mean([x['own'][1] for x in s]):+.3f} | "
+            f"{np.mean(elsewhere):+.3f}, {min(elsewhere):+.3f} | "
             f"{np.mean([x['dsb'] for x in s]):+.3f} (min {min(x['dsb'] for x in s):+.3f}) | "
-            f"{sum(r['adopted'] for r in runs)}/{len(runs)} | {agree}/{len(runs)} | {share:.0%} |"
+            f"{sum(r['adopted'] for r in runs)}/{len(runs)} | {agree}/{len(runs)} | {sign}/{len(runs)} | {share:.0%} |"
         )
     return "\n".join(lines)
 
