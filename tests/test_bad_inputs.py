@@ -234,7 +234,7 @@ def test_ctrl_c_ends_a_run_with_one_line_and_exit_130_leaving_files_as_they_were
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("napari_unet.core.inference.Segmenter.prepare", interrupt)
+    monkeypatch.setattr("napari_unet.core.inference.Segmenter.iter_prepare", interrupt)
     assert main(["segment", str(image), "-o", str(out), "--model", str(model_file)]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "napari-unet: interrupted"
     assert _snapshot(tmp_path) == before

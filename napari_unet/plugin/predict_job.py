@@ -69,6 +69,7 @@ class Job:
     approved: dict[tuple[int, ...], int] = field(default_factory=dict)
     written: int = 0
     failed: bool = False
+    stop_reason: str | None = None  # why the widget stopped the run, when not the Stop button
     started: float = field(default_factory=time.perf_counter)
 
     def layer_index(self, index: tuple[int, ...]) -> tuple[int, ...]:

@@ -164,11 +164,11 @@ class PredictWidget(QWidget):
             self.stop()
             show_info("napari-unet: Predict was closed; its run was stopped")
 
-    def _on_layer_removed(self, event) -> None:
+    def _on_layer_removed(self, event=None) -> None:
         job = self._job
-        if self.worker is not None and job is not None and event.value is job.target:
+        if self.worker is not None and job is not None and not job.stop_reason and not self._present(job.target):
+            job.stop_reason = f"the layer '{job.target.name}' it was writing into was deleted"
             self.stop()
-            self.status.setText(f"Stopped: the layer '{job.target.name}' it was writing into was deleted.")
             show_warning(f"napari-unet: '{job.target.name}' was deleted; the prediction into it was stopped")
 
     # ---- choices --------------------------------------------------------------------------------
@@ -513,8 +513,9 @@ class PredictWidget(QWidget):
             return
         seconds = time.perf_counter() - job.started
         if worker.abort_requested:
-            show_info(f"prediction stopped; {job.written} plane(s) written")
-            self.status.setText(f"Stopped after {seconds:.1f} s; {job.written} plane(s) written.")
+            why = f": {job.stop_reason}" if job.stop_reason else ""
+            show_info(f"prediction stopped{why}; {job.written} plane(s) written")
+            self.status.setText(f"Stopped after {seconds:.1f} s{why}; {job.written} plane(s) written.")
         elif not job.failed:
             done = f"Done in {seconds:.1f} s: {job.written} plane(s) into '{job.target.name}'."
             if job.estimated_size is not None:
