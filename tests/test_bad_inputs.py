@@ -38,6 +38,10 @@ def _truncated(path: Path) -> Path:
     return path
 
 
+def _train(image: Path, labels: Path, out: Path, *options: str) -> list[str]:
+    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(out), *options]
+
+
 def _nan(path: Path) -> Path:
     data = np.ones((40, 40), np.float32)
     data[5, 5] = np.nan
@@ -110,27 +114,23 @@ def segment_model_folder(d, m):
 
 def train_output_is_labels(d, m):
     image, labels = _real(d)
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(labels), "--steps", "1",
-            "--from", m, "--force"], "cells_labels.tif"
+    return _train(image, labels, labels, "--steps", "1", "--from", m, "--force"), "cells_labels.tif"
 
 
 def train_output_not_a_model(d, m):
     image, labels = _real(d)
     (d / "notes.safetensors").write_text("my notes")
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "notes.safetensors"),
-            "--steps", "1", "--from", m], "notes.safetensors"
+    return _train(image, labels, d / "notes.safetensors", "--steps", "1", "--from", m), "notes.safetensors"
 
 
 def train_output_not_safetensors(d, m):
     image, labels = _real(d)
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "model.tif"),
-            "--steps", "1", "--from", m], "model.tif"
+    return _train(image, labels, d / "model.tif", "--steps", "1", "--from", m), "model.tif"
 
 
 def train_output_folder_missing(d, m):
     image, labels = _real(d)
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "no" / "m.safetensors"),
-            "--steps", "1", "--from", m], "m.safetensors"
+    return _train(image, labels, d / "no" / "m.safetensors", "--steps", "1", "--from", m), "m.safetensors"
 
 
 def train_unpaired_names(d, m):
@@ -144,8 +144,7 @@ def train_unpaired_names(d, m):
 def train_empty_labels(d, m):
     image, labels = _real(d)
     tifffile.imwrite(labels, np.zeros((96, 96), np.uint16))
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "m.safetensors"),
-            "--steps", "1", "--from", m], "cells.tif"
+    return _train(image, labels, d / "m.safetensors", "--steps", "1", "--from", m), "cells.tif"
 
 
 def train_single_pixel_labels(d, m):
@@ -153,27 +152,23 @@ def train_single_pixel_labels(d, m):
     one = np.zeros((96, 96), np.uint16)
     one[40, 40] = 1
     tifffile.imwrite(labels, one)
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "m.safetensors"),
-            "--steps", "1", "--from", "default"], "cells.tif"
+    return _train(image, labels, d / "m.safetensors", "--steps", "1", "--from", "default"), "cells.tif"
 
 
 def train_zero_minutes(d, m):
     image, labels = _real(d)
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "m.safetensors"),
-            "--minutes", "0", "--from", m], "--minutes"
+    return _train(image, labels, d / "m.safetensors", "--minutes", "0", "--from", m), "--minutes"
 
 
 def train_missing_parent(d, m):
     image, labels = _real(d)
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "m.safetensors"),
-            "--steps", "1", "--from", str(d / "gone.safetensors")], "scratch"
+    return _train(image, labels, d / "m.safetensors", "--steps", "1", "--from", str(d / "gone.safetensors")), "scratch"
 
 
 def train_truncated_labels(d, m):
     image, labels = _real(d)
     _truncated(labels)
-    return ["train", "--images", str(image), "--labels", str(labels), "-o", str(d / "m.safetensors"),
-            "--steps", "1", "--from", m], "cells_labels.tif"
+    return _train(image, labels, d / "m.safetensors", "--steps", "1", "--from", m), "cells_labels.tif"
 
 
 def evaluate_unpaired_names(d, m):

@@ -37,12 +37,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def _finite(text: str, expected: str) -> float:
+    """``text`` as a finite number, or the parser's error: "expected <expected>, got <text>"."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text, "a positive number")
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -57,12 +65,7 @@ def settings_error(what: str, error: ValidationError) -> NapariUNetError:
 
 
 def overlap(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction below 1 or whole pixels, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) or whole pixels, got {text!r}")
+    value = _finite(text, "a fraction in [0, 1) or whole pixels")
     if value < 0 or (value >= 1 and value != int(value)):
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) or whole pixels, got {value}")
     return value
@@ -78,10 +81,7 @@ def channel_list(text: str) -> list[int]:
 def object_size(text: str) -> float | str:
     if text == "auto":
         return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a diameter in pixels or 'auto', got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
+    value = _finite(text, "a positive diameter in pixels or 'auto'")
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive diameter in pixels or 'auto', got {text!r}")
     return value
