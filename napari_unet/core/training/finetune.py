@@ -144,8 +144,9 @@ class FineTune:
             if len(self.folds) > 1:
                 yield Stage(f"run {i + 1} of {len(self.folds)}: training on all but {val[0].name}",
                             time.perf_counter() - start)
+            # The parent was scored above, as the checks need it: the run need not score it again.
             trainer = Trainer(parent, train, val, fold_config, device=self.device, from_scratch=self.from_scratch,
-                              deadline=fold_deadline)
+                              deadline=fold_deadline, parent_predictions=[])
             self.trainer = trainer
             if self._stop:
                 trainer.stop()
@@ -194,7 +195,7 @@ class FineTune:
             improved = results[0].improved if len(results) == 1 else None
         else:
             improved = adopt(user, forgetting) if steps else False
-        finetuned = _with_checks(finetuned, user, forgetting, len(self.folds), steps)
+        finetuned = _with_checks(finetuned, user, forgetting, len(results), steps)
         seconds = time.perf_counter() - start
         timing["preparation"] = max(0.0, seconds - sum(timing.values()))
         self.result = TrainResult(

@@ -139,7 +139,8 @@ class Trainer:
         ``time.perf_counter()`` value at which training ends, instead of ``config.minutes``
         after the first step (a caller that shares one time budget between runs).
     parent_predictions : list of Prediction, optional
-        The parent's predictions of ``val``, when the caller has them already.
+        The parent's predictions of ``val``, when the caller has them already (an empty list: do not score
+        the parent, the caller compares the models itself).
 
     ``timing`` holds the seconds spent on training steps, validation, scoring
     the parent and tuning thresholds once the run is over.
