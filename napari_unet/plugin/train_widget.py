@@ -34,7 +34,7 @@ from napari.layers import Image, Labels, Shapes
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QPointF
+from qtpy.QtCore import QPointF, QThreadPool
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
     QComboBox,
@@ -106,6 +106,13 @@ def _warm_up_on_threads() -> None:
         _warmed.set()
 
 
+def _wait_for_warm_up() -> None:
+    """At exit: until the warm-up has run, and its worker has left its thread (it still emits its
+    signals after the function returns; an interpreter torn down under it crashes)."""
+    _warmed.wait(WARM_UP_WAIT)
+    QThreadPool.globalInstance().waitForDone(int(WARM_UP_WAIT * 1000))
+
+
 def _start_warm_up() -> None:
     """Once a session, in a worker: the first training step then neither waits for imports nor stalls the viewer.
 
@@ -115,7 +122,7 @@ def _start_warm_up() -> None:
     if _warm_up["started"]:
         return
     _warm_up["started"] = True
-    atexit.register(_warmed.wait, WARM_UP_WAIT)
+    atexit.register(_wait_for_warm_up)
     worker = create_worker(_warm_up_on_threads, _start_thread=False)
     worker.finished.connect(lambda: _warm_up.update(done=True))
     worker.start()
