@@ -12,8 +12,9 @@ how many images they cover, so the held-out part is chosen by that:
 - **two to four**: a rotation. Each image is held out in turn and a run of
   ``1 / n`` of the time trains on the others (the replay data beside them);
   each run is scored on the image it did not see, and the result is the average
-  of the runs' weights (runs that start from the same parent and stay near
-  it average into one model that is as good as each, or better);
+  of the runs' weights, so that every image trains the model kept (runs from one
+  parent that stay near it can be averaged, as "model soups" are; the verdict
+  judges the runs on the images they did not see, not the average itself);
 - **one image**: a band of it is held out (:func:`~.data.split_validation`);
   a weak check, since the band looks like the rest of the image, and the
   verdict says so.
