@@ -313,9 +313,9 @@ def _opened(job: Job) -> Opened:
 
 def _written_key(job: Job, settings: str) -> tuple:
     """What makes an output written earlier still right: the same input, settings, and files untouched since."""
-    stamp = [(p.stat().st_mtime_ns if p.exists() else None) for p in (job.output,)]
+    stamp = job.output.stat().st_mtime_ns if job.output.exists() else None
     source = job.input if isinstance(job.input, Path) else id(job.input)
-    return source, settings, tuple(stamp)
+    return source, settings, stamp
 
 
 def _with_buttons(edit: QLineEdit, *buttons) -> QWidget:

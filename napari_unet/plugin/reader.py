@@ -69,10 +69,7 @@ def labels_data(stack: Stack) -> tuple:
     """``(data, kwargs, "labels")``: the ids as stored, with the stack's axes and scale."""
     name = stack.path.stem if stack.path else "labels"
     axes = "".join(a for a in stack.axes if a not in "CS")
-    kwargs: dict = {"name": name, "metadata": {"axes": axes}, "scale": [stack.scale.get(a, 1.0) for a in axes]}
-    unit = _UNITS.get((stack.unit or "").strip().lower())
-    if unit and stack.scale:
-        kwargs["units"] = unit
+    kwargs = _placement(stack, name, axes)
     data = stack.data
     if data.size * data.dtype.itemsize <= PAINTABLE_BYTES:
         data = np.array(data)  # in memory, so that it can be painted (a memory map of the file is read-only)
@@ -91,11 +88,7 @@ def layer_data(stack: Stack) -> tuple:
     rgb = channel == "S" and axes.endswith("S") and stack.shape[-1] in (3, 4)
     kept = axes if rgb else axes.replace(channel, "") if channel else axes
     spatial = kept.replace("S", "")
-    kwargs: dict = {"name": name, "metadata": {"axes": kept}}
-    kwargs["scale"] = [stack.scale.get(a, 1.0) for a in spatial]
-    unit = _UNITS.get((stack.unit or "").strip().lower())
-    if unit and stack.scale:
-        kwargs["units"] = unit
+    kwargs = _placement(stack, name, kept, spatial)
     if rgb:
         kwargs["rgb"] = True
     elif channel:
@@ -103,3 +96,14 @@ def layer_data(stack: Stack) -> tuple:
         kwargs["channel_axis"] = axes.index(channel)
         kwargs["name"] = [f"{name} ch{i}" for i in range(n)]
     return stack.data, kwargs, "image"
+
+
+def _placement(stack: Stack, name: str, axes: str, spatial: str | None = None) -> dict:
+    """A layer's name, its axes (``metadata["axes"]``), and the file's pixel size and unit over ``spatial``
+    (default: ``axes``)."""
+    kwargs: dict = {"name": name, "metadata": {"axes": axes}}
+    kwargs["scale"] = [stack.scale.get(a, 1.0) for a in (axes if spatial is None else spatial)]
+    unit = _UNITS.get((stack.unit or "").strip().lower())
+    if unit and stack.scale:
+        kwargs["units"] = unit
+    return kwargs

@@ -44,7 +44,7 @@ from .config import TrainConfig
 from .data import Sample, split_validation
 from .replay import load_replay
 from .scoring import Prediction, Score, predict_samples
-from .trainer import Trainer, TrainResult, TrainUpdate
+from .trainer import Trainer, TrainResult, TrainUpdate, seconds_left
 
 WHOLE_IMAGES = 5  # from this many images (planes) up, whole ones are held out; below, they take turns
 MIN_TUNING_OBJECTS = 200  # held-out objects needed before post-processing thresholds are re-tuned on them
@@ -162,7 +162,7 @@ class FineTune:
                     steps + update.step,
                     cfg.steps,
                     time.perf_counter() - start,
-                    _left(cfg, steps + update.step, time.perf_counter() - start, deadline),
+                    seconds_left(cfg, steps + update.step, time.perf_counter() - start, deadline),
                     update.loss,
                     update.score,
                 )
@@ -277,12 +277,3 @@ def _with_checks(model: Model, user: Comparison | None, forgetting: Comparison |
 
 def _objects(samples: list[Sample]) -> int:
     return sum(np.unique(s.labels[s.reviewed & (s.labels > 0)]).size for s in samples)
-
-
-def _left(cfg: TrainConfig, step: int, elapsed: float, deadline: float | None) -> float | None:
-    left = []
-    if cfg.steps is not None and step:
-        left.append(elapsed / step * (cfg.steps - step))
-    if deadline is not None:
-        left.append(deadline - time.perf_counter())
-    return max(0.0, min(left)) if left else None

@@ -226,7 +226,7 @@ class Trainer:
                     best_score = current
                 elif best_score is None or current.value > best_score.value:
                     best_score, best_state = current, copy.deepcopy(kept.state_dict())
-            update = TrainUpdate(step, cfg.steps, elapsed, self._seconds_left(step, elapsed), loss, current)
+            update = TrainUpdate(step, cfg.steps, elapsed, seconds_left(cfg, step, elapsed, self.deadline), loss, current)
             history.append(update)
             yield update
         if best_state is None:  # keep="last", or no validation: the last state is the result
@@ -275,17 +275,6 @@ class Trainer:
         if self.deadline is not None:
             return time.perf_counter() >= self.deadline
         return cfg.minutes is not None and elapsed >= cfg.minutes * 60
-
-    def _seconds_left(self, step: int, elapsed: float) -> float | None:
-        cfg = self.config
-        left = []
-        if cfg.steps is not None and step:
-            left.append(elapsed / step * (cfg.steps - step))
-        if self.deadline is not None:
-            left.append(self.deadline - time.perf_counter())
-        elif cfg.minutes is not None:
-            left.append(cfg.minutes * 60 - elapsed)
-        return max(0.0, min(left)) if left else None
 
     def _step(self, optimizer, scaler, use_amp: bool, channels_last: bool) -> float:
         cfg = self.config
@@ -418,6 +407,19 @@ class Trainer:
             else None,
         }
         return Model(network, self.model_config.model_copy(update={"provenance": provenance}))
+
+
+def seconds_left(config: TrainConfig, step: int, elapsed: float, deadline: float | None) -> float | None:
+    """Seconds until a run of ``config`` ends after ``step`` steps in ``elapsed`` seconds: by its steps,
+    or its ``deadline`` (a ``time.perf_counter()`` value), else its minutes; None when nothing bounds it."""
+    left = []
+    if config.steps is not None and step:
+        left.append(elapsed / step * (config.steps - step))
+    if deadline is not None:
+        left.append(deadline - time.perf_counter())
+    elif config.minutes is not None:
+        left.append(config.minutes * 60 - elapsed)
+    return max(0.0, min(left)) if left else None
 
 
 def with_replay(train: list[Sample], replay: list[Sample], share: float, sampling: str) -> list[Sample]:
