@@ -180,6 +180,38 @@ def test_a_search_that_zooms_in_after_pieces_until_it_finds_nothing_leaves_it_to
     assert estimate_scale(x, _shattering_model, TRAINED) == pytest.approx(TRAINED / 82, rel=0.2)
 
 
+def _fine_tuned_model(x: np.ndarray, unseen: float = np.inf) -> np.ndarray:
+    """Labels as a model fine-tuned on nuclei of its trained size gives them: an object up to 1.6 times
+    that size is one object, a larger one comes out in pieces of the trained size, and one over
+    ``unseen`` times it is not seen at all."""
+    labels, _ = ndi.label(x[0] > 0.5)
+    d = object_diameters(labels)
+    whole = np.isin(labels, np.flatnonzero(d <= 1.6 * TRAINED) + 1)
+    big = np.isin(labels, np.flatnonzero((d > 1.6 * TRAINED) & (d <= unseen * TRAINED)) + 1)
+    pieces, _ = ndi.label(big & ~_grid(labels.shape))
+    return np.where(whole, labels + pieces.max(), pieces)
+
+
+def test_nuclei_in_pieces_even_at_twice_the_trained_size_are_found_from_an_eighth_of_the_zoom():
+    # 180 px nuclei come out in 20 px pieces at the native zoom (settled), and at a quarter of it
+    # (45 px) still in pieces: a search from there settled on the pieces (80 px). From an eighth
+    # of the zoom (22 px) the nuclei are whole and settle.
+    x = _discs(180, side=1200, step=290)
+    assert estimate_scale(x, _fine_tuned_model, TRAINED) == pytest.approx(TRAINED / 180, rel=0.2)
+
+
+def test_when_nothing_is_seen_at_the_native_zoom_the_search_from_far_below_comes_before_the_ladder():
+    # 107 px nuclei are not seen at all at the native zoom; on the ladder, their pieces at 0.5x
+    # (53 px nuclei) outnumber the whole nuclei at 0.125x and 0.25x, and won (39 px).
+    x = _discs(107, side=1200, step=170)
+
+    def model(crop):
+        return _fine_tuned_model(crop, unseen=5)
+
+    assert not model(x).any()
+    assert estimate_scale(x, model, TRAINED) == pytest.approx(TRAINED / 107, rel=0.2)
+
+
 def test_the_search_from_below_stops_when_it_comes_up_to_the_zoom_already_settled():
     # Objects of the trained size settle at the native zoom at once; from far below, the first
     # measurement already asks for that zoom, so the model is not run there a second time.

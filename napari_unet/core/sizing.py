@@ -9,12 +9,17 @@ labels are always at the image's own resolution.
 When the user does not give the size, :func:`estimate_scale` finds it the way
 a person would: segment a crop, measure the median object, zoom so that
 it matches, and check again (a few iterations on crops of at most
-:data:`CROP` pixels, so the cost does not grow with the image). If nothing is
-found at the native scale, a ladder of zooms is tried and the one that
-finds the most objects of plausible size wins. Objects far larger than the
-model knows can come out in pieces of about the trained size, which looks
-settled; so every zoom is searched for again from a much smaller one, and the
-smaller wins where it settles on at least :data:`MIN_OBJECTS` objects. The
+:data:`CROP` pixels, so the cost does not grow with the image). Objects far
+larger than the model knows can come out in pieces of about the trained size,
+which looks settled; so every zoom is searched for again from a much smaller
+one (:data:`BELOW`: an eighth of it, 0.125 at most), and the smaller wins
+where it settles on at least :data:`MIN_OBJECTS` objects. If nothing is found
+at the native scale, that search from far below comes first too; only if it
+does not settle is a ladder of zooms tried, where the one that finds the most
+objects of plausible size wins (pieces outnumber whole nuclei, so the ladder
+is the last resort). A model fine-tuned on nuclei of one size breaks larger
+ones into pieces at twice their zoom: a search from a quarter, as before,
+started there for nuclei of 100 to 180 px. The
 pieces can also grow ever smaller as the search zooms in after them, until it
 finds nothing: then too the search from below decides, and the ladder only if
 it does not settle. Crowded
@@ -42,6 +47,7 @@ LADDER = (0.125, 0.25, 0.5, 2.0, 4.0)
 LIMITS = (1 / 16, 8.0)
 ESTIMATING = Progress(0, 1, "estimating the object size")  # yielded while the estimate's model runs
 LabelCrop = Callable[[np.ndarray], Generator[Any, None, np.ndarray]]
+BELOW = (8.0, 0.125)  # the search from far below starts at the settled zoom / BELOW[0], at most at BELOW[1]
 MIN_OBJECTS = 3  # a smaller zoom settled on fewer objects than this is one clump of many (see estimate_scale)
 
 
@@ -195,6 +201,14 @@ def iter_estimate_scale(
     """
     scale, _, seen = yield from _settle(x, label_crop, object_size, 1.0, iterations)
     if scale is None:
+        # Nothing at all at the native zoom: nuclei far larger than the model knows (drawn as nothing, or
+        # as pieces at some zooms of the ladder, which then outnumber the whole nuclei), or far smaller.
+        # The search from far below finds the first; the ladder is left for the second.
+        lower, settled, count = yield from _settle(
+            x, label_crop, object_size, min(1 / BELOW[0], BELOW[1]), iterations_below, ceiling=1.0
+        )
+        if lower is not None and settled and count >= MIN_OBJECTS:
+            return lower
         return (yield from _ladder(x, label_crop, object_size))
     # Objects much larger than the model knows break into pieces of about the trained size,
     # which can look settled at a zoom that is still too large, and can even hold up at half of
@@ -203,7 +217,7 @@ def iter_estimate_scale(
     # Once that search comes up to within STOP_BELOW of the zoom already settled, it has found
     # nothing smaller: it stops there, which saves its last measurements when the first zoom is right.
     lower, settled, count = yield from _settle(
-        x, label_crop, object_size, min(scale / 4, 0.25), iterations_below, ceiling=scale * math.exp(-STOP_BELOW)
+        x, label_crop, object_size, min(scale / BELOW[0], BELOW[1]), iterations_below, ceiling=scale * math.exp(-STOP_BELOW)
     )
     found_below = lower is not None and settled and count >= MIN_OBJECTS
     if not seen:
