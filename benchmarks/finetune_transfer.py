@@ -4,6 +4,7 @@
     python benchmarks/finetune_transfer.py --minutes 1 2 5 --seeds 0 1
     python benchmarks/finetune_transfer.py --set '{"replay": 0}'    # a trial: TrainConfig fields over the defaults
     python benchmarks/finetune_transfer.py --table                  # the table of the saved results
+    python benchmarks/finetune_transfer.py --table --results benchmarks/results/finetune_transfer_2026-12-02.json
 
 Data: ``../shared/data/kromp2020_train`` (fluorescence nuclei of another lab,
 never used to train the default model; see its README). For each preparation
@@ -23,7 +24,10 @@ The fine-tuned model is scored whether or not the check adopted it; the table
 says what the check decided, so that its verdict can be compared with the real
 change on the other images. Results go to ``benchmarks/results/finetune_transfer.json``
 (one record per run, appended to what is there for other settings) and a
-table is printed.
+table is printed. The default model is scored once per results file: a change
+to how images are scored (such as the object-size estimate) starts a new file
+(``--results``); ``finetune_transfer_2026-12-02.json`` holds the runs made with
+the size estimate before its search from far below started at an eighth of the zoom.
 """
 
 from __future__ import annotations
@@ -137,16 +141,17 @@ def main() -> None:
     p.add_argument("--tag", default="shipped", help="name of these settings in the results")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", action="store_true", help="print the table of the saved results and stop")
+    p.add_argument("--results", type=Path, default=RESULTS, help="the results file (one per version of the scoring)")
     args = p.parse_args()
     if args.table:
-        print(table(json.loads(RESULTS.read_text()), preparations()))
+        print(table(json.loads(args.results.read_text()), preparations()))
         return
     torch.set_num_threads(args.threads)
     overrides = json.loads(args.set)
     prep = preparations()
     dsb_ids = held_out_fluorescence()
     parent = load_model("default")
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"parent": None, "runs": []}
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {"parent": None, "runs": []}
     if results["parent"] is None:
         t = time.perf_counter()
         results["parent"] = scores(parent, prep, dsb_ids)
@@ -169,7 +174,7 @@ def main() -> None:
                 }
                 record["summary"] = summary(record, results["parent"], prep)
                 results["runs"].append(record)
-                RESULTS.write_text(json.dumps(results, indent=1))
+                args.results.write_text(json.dumps(results, indent=1))
                 s = record["summary"]
                 print(f"{args.tag} {minutes:g} min {own} seed {seed} {corrected}: {result.steps} steps, "
                       f"own {s['own'][0]:+.3f}/{s['own'][1]:+.3f}, worst elsewhere "
