@@ -45,7 +45,7 @@ from ..core.batch import (
     iter_segment_files,
     plan_jobs,
 )
-from ..core.devices import DEVICE_CHOICES
+from ..core.devices import DEVICE_CHOICES, cpu_cores, steps_on_threads
 from ..core.inference import Segmenter, as_model
 from ..core.labels_store import open_labels
 from ..core.progress import Progress
@@ -53,6 +53,8 @@ from ..core.stack_io import Stack, read_stack
 from .form import action_buttons, column, form, message_label, row
 from .lifetime import when_removed
 from .object_size_box import ObjectSizeBox
+from .throttle import Throttle
+from .workers import start_worker
 
 FILES = "TIFF files or folder (below)"
 
@@ -155,7 +157,7 @@ class BatchWidget(QWidget):
         self.stop_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("loading the model…")
-        self.worker.start()
+        start_worker(self.worker)
         return self.worker
 
     def stop(self) -> None:
@@ -270,8 +272,9 @@ def _segment(
     ``segmenter`` holds the :class:`~napari_unet.core.inference.Segmenter` options (device, object size).
     """
     segmenter = Segmenter(as_model(model), **segmenter)
-    gen = iter_segment_files(jobs, segmenter, options)
+    gen = steps_on_threads(iter_segment_files(jobs, segmenter, options), max(1, cpu_cores() - 1))  # a core for the viewer
     finished = 0
+    throttle = Throttle()
     try:
         while True:
             try:
@@ -281,6 +284,8 @@ def _segment(
             if stop.is_set():
                 return None
             if isinstance(update, Progress):  # one bar for the whole run, not one per file
+                if not throttle.due(last=update.done >= update.total):
+                    continue
                 overall = (finished + update.fraction) / len(jobs)
                 yield Progress(round(1000 * overall), 1000, f"{update.stage}: file {finished + 1} of {len(jobs)}")
                 continue

@@ -63,6 +63,8 @@ from .predict_job import (
     largest_label_elsewhere,
     predict_job,
 )
+from .throttle import Throttle
+from .workers import start_worker
 
 OUTPUTS = {
     "instances": "Instances (an id per object)",
@@ -74,7 +76,6 @@ OUTPUTS = {
 CPU_TILE = 256
 CHOOSE_FILE = "\0choose"
 NEW_LAYER = "\0new"
-PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
 
 
 def default_settings() -> QSettings:
@@ -100,7 +101,7 @@ class PredictWidget(QWidget):
         self.worker = None
         self._job: Job | None = None
         self._progress = None
-        self._progress_shown = 0.0
+        self._throttle = Throttle()
         self._model_files = ModelFiles()
         self._written: dict[tuple, int] = {}
         self._last_target: dict[tuple, object] = {}
@@ -439,7 +440,7 @@ class PredictWidget(QWidget):
         self.run_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.status.setText(f"Predicting {job.output} of {what} into '{job.target.name}'...")
-        worker.start()
+        start_worker(worker)
 
     # ---- results (main thread) -----------------------------------------------------------------
 
@@ -448,11 +449,8 @@ class PredictWidget(QWidget):
         if job is None:
             return
         if isinstance(update, Progress):
-            # A step can be a few milliseconds: redrawing the bar for each would keep the main thread busy.
-            now = time.perf_counter()
-            if now - self._progress_shown < PROGRESS_INTERVAL and update.done < update.total:
+            if not self._throttle.due(last=update.done >= update.total):
                 return
-            self._progress_shown = now
             if self._progress.total != update.total:
                 self._progress.total = update.total
             self._progress.update(update.done - self._progress.n)

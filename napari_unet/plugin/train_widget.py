@@ -76,6 +76,7 @@ from .layers import (
 from .model_choice import ModelFiles, add_model_items, remember_model
 from .predict_job import Failure, FinishedPlane, Job, copy_for_worker, largest_label_elsewhere, predict_job
 from .train_job import Prepared, Saved, TrainEntry, TrainJob, train_job
+from .workers import start_worker
 
 CHOOSE_FILE = "\0choose"
 VERSION = "\0version"
@@ -125,7 +126,7 @@ def _start_warm_up() -> None:
     atexit.register(_wait_for_warm_up)
     worker = create_worker(_warm_up_on_threads, _start_thread=False)
     worker.finished.connect(lambda: _warm_up.update(done=True))
-    worker.start()
+    start_worker(worker)
 
 
 @dataclass
@@ -620,7 +621,7 @@ class TrainWidget(QWidget):
         self._update_enabled()
         self.verdict_label.setText("")
         self.status.setText(f"Training on {len(job.entries)} image(s)... (project: {self.last_project})")
-        worker.start()
+        start_worker(worker)
 
     def _on_update(self, update) -> None:
         if isinstance(update, Failure):
@@ -731,7 +732,7 @@ class TrainWidget(QWidget):
         worker.yielded.connect(lambda update: self._on_predicted(job, update))
         worker.finished.connect(self._on_predict_finished)
         self.predict_worker = worker
-        worker.start()
+        start_worker(worker)
         return worker
 
     def _predict_job(self, image: Image, model: Model) -> Job:
