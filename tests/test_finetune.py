@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_unet import load_model
 from napari_unet.core.metrics import match_instances
@@ -235,3 +236,38 @@ def test_a_fine_tune_stopped_before_it_starts_returns_the_parent_untouched():
     finetune.stop()
     result = run(finetune.run())
     assert result.steps == 0 and result.stopped and result.model is parent and result.improved is False
+
+
+@pytest.mark.parametrize("halfway_forgets", [False, True])
+def test_a_fine_tune_that_forgot_is_pulled_halfway_back_to_its_parent_and_checked_again(monkeypatch, halfway_forgets):
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1", "Neuroblastoma_5"])
+    checked: list = []
+    forgot_it = Comparison("x", 0.5, 0.5 - FORGETTING_TOLERANCE - 0.02, -0.07, -0.01, 300)
+
+    def user_check(self, models, parent_val):
+        return _comparison(0.05 if not checked else 0.03, low=0.01)
+
+    def forgetting_check(self, model, replay, replay_parent):
+        checked.append(model)
+        return forgot_it if len(checked) == 1 or halfway_forgets else _comparison(-0.01, low=-0.04)
+
+    monkeypatch.setattr(FineTune, "_user_check", user_check)
+    monkeypatch.setattr(FineTune, "_forgetting_check", forgetting_check)
+    updates = []
+    result = run(FineTune(parent, samples, TrainConfig(steps=4, patch=128, val_every=2), device="cpu").run(),
+                 updates.append)
+    assert any(isinstance(u, Stage) and "halfway back" in u.name for u in updates)
+    whole, halfway = checked
+    expected = {k: (v + parent.network.state_dict()[k]) / 2 for k, v in whole.network.state_dict().items()
+                if v.is_floating_point()}
+    for key, value in halfway.network.state_dict().items():
+        if key in expected:
+            torch.testing.assert_close(value, expected[key])
+    if halfway_forgets:
+        assert result.model is parent and result.blend == 1.0 and result.finetuned.network is whole.network
+        assert result.verdict().startswith("not adopted")
+    else:
+        assert result.model is result.finetuned and result.finetuned.network is halfway.network
+        assert result.blend == 0.5 and result.finetuned.config.provenance["blend"] == 0.5
+        assert result.verdict().startswith("adopted 50% of the way from the parent to the fine-tune")

@@ -171,8 +171,11 @@ def forgot(forgetting: Comparison | None) -> bool:
     return forgetting is not None and forgetting.gain < -FORGETTING_TOLERANCE and forgetting.high < 0
 
 
-def verdict(user: Comparison | None, forgetting: Comparison | None) -> str:
-    """One paragraph for people: adopted or not, and why, with both numbers and their intervals."""
+def verdict(user: Comparison | None, forgetting: Comparison | None, *, blend: float = 1.0) -> str:
+    """One paragraph for people: adopted or not, and why, with both numbers and their intervals.
+
+    ``blend`` < 1: the comparisons are those of the fine-tune pulled back toward its parent (weights
+    ``blend`` x fine-tune + (1 - blend) x parent), because the whole fine-tune forgot."""
     decision = adopt(user, forgetting)
     parts = [str(c) for c in (user, forgetting) if c is not None]
     details = "; ".join(parts)
@@ -180,6 +183,12 @@ def verdict(user: Comparison | None, forgetting: Comparison | None) -> str:
         return "not checked: no held-out corrections to compare the models on" + (f" ({details})" if details else "")
     if decision:
         sure = "" if user.low > 0 else " (the interval includes no gain: correct more images to be sure)"
+        if blend < 1:
+            return (
+                f"adopted {blend:.0%} of the way from the parent to the fine-tune: the whole fine-tune lost more "
+                f"than {FORGETTING_TOLERANCE} on the data the parent was trained on, this one did not and is "
+                f"better on your held-out corrections{sure}. {details}"
+            )
         return f"adopted: better on your held-out corrections{sure}. {details}"
     if forgot(forgetting):
         why = f"it lost more than {FORGETTING_TOLERANCE} on the data the parent was trained on"

@@ -22,7 +22,10 @@ how many images they cover, so the held-out part is chosen by that:
 Then the fine-tuned model and its parent are compared on the held-out
 corrections and on the replay check (:mod:`.check`), and the parent stays in
 use unless the fine-tune is better on the first and has not forgotten the
-second. The time asked for is the whole run's: the steps get what is left
+second. A fine-tune that is better on the first but forgot is pulled halfway
+back to its parent (the mean of the two models' weights, each run's for the
+held-out check) and checked again; if that passes, it is the one adopted
+(``TrainResult.blend`` 0.5). The time asked for is the whole run's: the steps get what is left
 after scoring the parent at the start and reserving as long for the checks
 at the end (``TrainResult.timing`` says where it went).
 """
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 
 from ..model import Model
-from .check import Comparison, adopt, compare, prediction_counts
+from .check import Comparison, adopt, compare, forgot, prediction_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
 from .replay import load_replay
@@ -182,21 +185,28 @@ class FineTune:
             yield Stage("checking the fine-tuned model on held-out corrections and the parent's data",
                         time.perf_counter() - start)
             t = time.perf_counter()
-            user = self._user_check(results, parent_val)
-            if replay_parent:
-                mine = predict_samples(finetuned.network, replay.check, finetuned.config, device=self.device)
-                forgetting = compare(
-                    "the parent's own training data (forgetting check)",
-                    prediction_counts(replay_parent, parent.config),
-                    prediction_counts(mine, finetuned.config),
-                    seed=cfg.seed,
-                )
+            user = self._user_check([r.finetuned for r in results], parent_val)
+            forgetting = self._forgetting_check(finetuned, replay, replay_parent)
             timing["checks"] += time.perf_counter() - t
+        blend = 1.0
+        if user is not None and user.gain > 0 and forgot(forgetting):
+            # Better on the user's images but it forgot: the weights halfway back to the parent (weight-space
+            # ensembling) keep much of the one and most of the other. Checked the same way, at a cost of the
+            # checks again (the time asked for is then overrun by that much).
+            yield Stage("the fine-tune forgot some of what the parent knew: checking it halfway back",
+                        time.perf_counter() - start)
+            t = time.perf_counter()
+            half_user = self._user_check([average_models([r.finetuned, parent]) for r in results], parent_val)
+            half = average_models([finetuned, parent])
+            half_forgetting = self._forgetting_check(half, replay, replay_parent)
+            timing["checks"] += time.perf_counter() - t
+            if adopt(half_user, half_forgetting):
+                finetuned, user, forgetting, blend = half, half_user, half_forgetting, 0.5
         if self.from_scratch:
             improved = results[0].improved if len(results) == 1 else None
         else:
             improved = adopt(user, forgetting) if steps else False
-        finetuned = _with_checks(finetuned, user, forgetting, len(results), steps)
+        finetuned = _with_checks(finetuned, user, forgetting, len(results), steps, blend)
         seconds = time.perf_counter() - start
         timing["preparation"] = max(0.0, seconds - sum(timing.values()))
         self.result = TrainResult(
@@ -214,29 +224,41 @@ class FineTune:
             forgetting_check=forgetting,
             folds=len(results),
             timing=timing,
+            blend=blend,
         )
         return self.result
 
-    def _user_check(self, results: list[TrainResult], parent_val: list[list[Prediction]]) -> Comparison | None:
+    def _user_check(self, models: list[Model], parent_val: list[list[Prediction]]) -> Comparison | None:
         """Parent against each run's model on the corrections that run did not train on, pooled, each
         image zoomed as the model estimates (as the user's other images will be)."""
         before, after = [], []
-        for (_, val), result, parent_predictions in zip(self.folds, results, parent_val):
+        for (_, val), model, parent_predictions in zip(self.folds, models, parent_val):
             if not val:
                 continue
-            model = result.finetuned
             mine = predict_samples(model.network, val, model.config, device=self.device, estimate_size=True)
             before += prediction_counts(parent_predictions, self.model.config)
             after += prediction_counts(mine, model.config)
         if not before:
             return None
-        if len(results) > 1:
+        if len(models) > 1:
             where = "your corrections, each image held out in turn"
         elif {s.name for s in self.folds[0][1]} & {s.name for s in self.folds[0][0]}:
             where = "a held-out band of your corrected image (a weak check: correct a second image for a better one)"
         else:
             where = "your held-out corrections"
         return compare(where, before, after, seed=self.config.seed)
+
+    def _forgetting_check(self, model: Model, replay, replay_parent: list[Prediction]) -> Comparison | None:
+        """Parent against ``model`` on the replay set's check crops (never trained on)."""
+        if not replay_parent:
+            return None
+        mine = predict_samples(model.network, replay.check, model.config, device=self.device)
+        return compare(
+            "the parent's own training data (forgetting check)",
+            prediction_counts(replay_parent, self.model.config),
+            prediction_counts(mine, model.config),
+            seed=self.config.seed,
+        )
 
 
 def plan_folds(
@@ -266,8 +288,10 @@ def average_models(models: list[Model]) -> Model:
     return Model(network.eval(), models[0].config)
 
 
-def _with_checks(model: Model, user: Comparison | None, forgetting: Comparison | None, folds: int, steps: int) -> Model:
-    provenance = dict(model.config.provenance, steps=steps, runs=folds)
+def _with_checks(
+    model: Model, user: Comparison | None, forgetting: Comparison | None, folds: int, steps: int, blend: float
+) -> Model:
+    provenance = dict(model.config.provenance, steps=steps, runs=folds, blend=blend)
     provenance["check"] = {
         "held_out": user.as_dict() if user else None,
         "forgetting": forgetting.as_dict() if forgetting else None,
