@@ -5,7 +5,7 @@ so it is never whole in memory here either), then, each in a fresh process:
 
 1. memory: segments a long stack and a short one (the first planes of the
    same data) through the command line's path
-   (:func:`napari_unet.core.batch.iter_segment_file`, labels streamed into a
+   (:func:`napari_unet.core.batch.run.iter_segment_file`, labels streamed into a
    TIFF) and reports each process's peak resident memory (VmHWM), and its
    resident memory once torch and the model were loaded, before any plane;
 2. throughput: segments the short stack through the command line's path
@@ -104,8 +104,9 @@ def _run_child(args, mode: str, stack: Path, model: Path, folder: Path) -> dict:
 def _child(args) -> int:
     mode, stack, model_file, folder = args.child
     import napari_unet
-    from napari_unet.core.batch import BatchOptions, Job, iter_segment_file
-    from napari_unet.core.inference import Segmenter
+    from napari_unet.core.batch.jobs import BatchOptions, Job
+    from napari_unet.core.batch.run import iter_segment_file
+    from napari_unet.core.predict.inference import Segmenter
     from napari_unet.core.progress import run
 
     model = napari_unet.load_model(model_file)

@@ -47,12 +47,12 @@ from default_model_card import DATA, held_out, write_scaled  # noqa: E402
 from train_default_model import HELD_OUT_FRACTION, load_split, training_samples, validation_split  # noqa: E402
 
 from napari_unet import load_model  # noqa: E402
-from napari_unet.core.axes import plane_layout  # noqa: E402
-from napari_unet.core.inference import Segmenter  # noqa: E402
-from napari_unet.core.metrics import match_instances, overlaps  # noqa: E402
-from napari_unet.core.postprocess import BOUNDARY, instance_labels, split_min_area  # noqa: E402
+from napari_unet.core.io.axes import plane_layout
+from napari_unet.core.predict.inference import Segmenter
+from napari_unet.core.evaluation.metrics import match_instances, overlaps
+from napari_unet.core.labels.postprocess import BOUNDARY, instance_labels, split_min_area
 from napari_unet.core.progress import run  # noqa: E402
-from napari_unet.core.stack_io import read_stack  # noqa: E402
+from napari_unet.core.io.stack_io import read_stack
 from napari_unet.core.training.scoring import predict_samples  # noqa: E402
 
 THRESHOLDS = (0.02, 0.03, 0.04, 0.05, 0.1, 0.2)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from train_default_model import HELD_OUT_FRACTION, load_split  # noqa: E402
 
 from napari_unet import load_model, segment  # noqa: E402
-from napari_unet.core.evaluate import evaluate  # noqa: E402
+from napari_unet.core.evaluation.evaluate import evaluate
 
 DATA = ROOT.parent / "shared" / "data" / "dsb2018"
 GROUPS = {"fluorescence": ("fluo_gray",), "brightfield/H&E": ("rgb_brightfield/HE", "bright_gray")}

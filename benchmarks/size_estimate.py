@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from default_model_card import SCALES, ap_at, held_out, write_scaled  # noqa: E402
 
 from napari_unet import load_model  # noqa: E402
-from napari_unet.core import inference, sizing  # noqa: E402
-from napari_unet.core.evaluate import evaluate  # noqa: E402
+from napari_unet.core.predict import inference, sizing
+from napari_unet.core.evaluation.evaluate import evaluate
 
 
 class Count:

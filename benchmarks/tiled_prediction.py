@@ -3,8 +3,8 @@
 Both sides get the same network weights, tile, overlap and batch size and
 predict the same seeded image:
 
-* napari_unet: :func:`napari_unet.core.tiling.predict_tiles` with a
-  :class:`napari_unet.core.predictor.NetworkPredictor`;
+* napari_unet: :func:`napari_unet.core.predict.tiling.predict_tiles` with a
+  :class:`napari_unet.core.predict.predictor.NetworkPredictor`;
 * MONAI: ``monai.inferers.sliding_window_inference`` (``mode="gaussian"``)
   given the plain eval-mode ``torch.nn.Module``, under ``torch.inference_mode``,
   followed by the same softmax.
@@ -108,7 +108,7 @@ def side_runner(args, torch):
     """``(run, tiles_seen)``: ``run()`` predicts the image once and returns ``(K, Y, X)`` probabilities."""
     from napari_unet.core.devices import resolve_device
     from napari_unet.core.progress import run as run_to_end
-    from napari_unet.core.tiling import predict_tiles
+    from napari_unet.core.predict.tiling import predict_tiles
 
     device = resolve_device(args.device)
     amp = _amp(args, device)
@@ -117,7 +117,7 @@ def side_runner(args, torch):
     tiles = [0]
 
     if args.worker == "napari_unet":
-        from napari_unet.core.predictor import NetworkPredictor
+        from napari_unet.core.predict.predictor import NetworkPredictor
 
         predictor = NetworkPredictor(network, device, amp=amp)
         multiple = network.size_multiple
@@ -200,7 +200,7 @@ def _predictor_convolutions(args, torch):
     take on this machine without fusing layers; the rest of a forward pass
     (concatenation, up-sampling, pooling, activations) and the tiling come on top.
     """
-    from napari_unet.core.predictor import NetworkPredictor
+    from napari_unet.core.predict.predictor import NetworkPredictor
 
     network = build_network(args)
     predictor = NetworkPredictor(network, args.device, amp=_amp(args, torch.device(args.device)))

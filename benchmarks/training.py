@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from napari_unet import load_model, segment  # noqa: E402
-from napari_unet.core.config import ModelConfig  # noqa: E402
-from napari_unet.core.metrics import match_instances  # noqa: E402
-from napari_unet.core.model import Model  # noqa: E402
-from napari_unet.core.sizing import median_diameter  # noqa: E402
+from napari_unet.core.models.config import ModelConfig
+from napari_unet.core.evaluation.metrics import match_instances
+from napari_unet.core.models.model import Model
+from napari_unet.core.predict.sizing import median_diameter
 from napari_unet.core.training import TrainConfig, Trainer, make_samples, split_validation  # noqa: E402
 from napari_unet.core.training.files import scale_to  # noqa: E402
 

@@ -16,14 +16,14 @@ __version__ = "0.1.0"
 # Ctrl+C in its first seconds ends it with one line rather than a traceback out of torch's import.
 _API = {
     "ImageError": ".core.errors",
-    "Model": ".core.model",
-    "ModelConfig": ".core.config",
+    "Model": ".core.models.model",
+    "ModelConfig": ".core.models.config",
     "ModelFileError": ".core.errors",
     "NapariUNetError": ".core.errors",
     "StackFileError": ".core.errors",
-    "load_model": ".core.model",
-    "predict": ".core.inference",
-    "segment": ".core.inference",
+    "load_model": ".core.models.model",
+    "predict": ".core.predict.inference",
+    "segment": ".core.predict.inference",
 }
 
 __all__ = sorted(_API)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from napari_unet import load_model  # noqa: E402
-from napari_unet.core.sizing import median_diameter, rescale  # noqa: E402
+from napari_unet.core.predict.sizing import median_diameter, rescale
 from napari_unet.core.training import make_samples  # noqa: E402
 from napari_unet.core.training.data import draw_per_group  # noqa: E402
 from napari_unet.core.training.replay import SUFFIX, UNREVIEWED, quantize  # noqa: E402

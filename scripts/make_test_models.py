@@ -15,8 +15,8 @@ from pathlib import Path
 
 import tifffile
 
-from napari_unet.core.config import ModelConfig
-from napari_unet.core.model import Model
+from napari_unet.core.models.config import ModelConfig
+from napari_unet.core.models.model import Model
 from napari_unet.core.progress import run
 from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples
 from napari_unet.core.training.files import scale_to

@@ -29,9 +29,9 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_unet.core.config import ModelConfig, choices
+from napari_unet.core.models.config import ModelConfig, choices
 from napari_unet.core.devices import DEVICE_CHOICES
-from napari_unet.core.model import Model, load_model
+from napari_unet.core.models.model import Model, load_model
 from napari_unet.core.progress import run
 from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples, split_validation
 from napari_unet.core.training.data import check_shares, draw_per_group, share_by_group

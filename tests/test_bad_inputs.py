@@ -15,7 +15,7 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.core.stack_io import write_labels
+from napari_unet.core.io.stack_io import write_labels
 
 from .conftest import dsb_path
 
@@ -229,7 +229,7 @@ def test_ctrl_c_ends_a_run_with_one_line_and_exit_130_leaving_files_as_they_were
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("napari_unet.core.inference.Segmenter.iter_prepare", interrupt)
+    monkeypatch.setattr("napari_unet.core.predict.inference.Segmenter.iter_prepare", interrupt)
     assert main(["segment", str(image), "-o", str(out), "--model", str(model_file)]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "napari-unet: interrupted"
     assert _snapshot(tmp_path) == before

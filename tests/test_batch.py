@@ -17,11 +17,12 @@ import zarr
 
 import napari_unet
 from napari_unet.cli import main
-from napari_unet.core.batch import BatchOptions, Job, iter_segment_file
-from napari_unet.core.inference import Segmenter
-from napari_unet.core.labels_store import PartialStore, open_labels, partial_path
+from napari_unet.core.batch.jobs import BatchOptions, Job
+from napari_unet.core.batch.run import iter_segment_file
+from napari_unet.core.predict.inference import Segmenter
+from napari_unet.core.io.labels_store import PartialStore, open_labels, partial_path
 from napari_unet.core.progress import run
-from napari_unet.core.stack_io import read_stack, write_labels
+from napari_unet.core.io.stack_io import read_stack, write_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 # A random model finds small objects in noise; keep them all so there are ids to check.
@@ -240,13 +241,13 @@ def test_a_running_scheduler_is_reached_by_its_address(tmp_path, rng, model_file
 
 
 def test_a_worker_loads_the_model_once_and_only_the_model_the_run_started_with(model, model_file, monkeypatch):
-    import napari_unet.core.model
-    from napari_unet.core import cluster
-    from napari_unet.core.batch import model_digest
+    import napari_unet.core.models.model
+    from napari_unet.core.batch import cluster
+    from napari_unet.core.batch.jobs import model_digest
 
     loads = []
-    load = napari_unet.core.model.load_model
-    monkeypatch.setattr(napari_unet.core.model, "load_model", lambda path: loads.append(path) or load(path))
+    load = napari_unet.core.models.model.load_model
+    monkeypatch.setattr(napari_unet.core.models.model, "load_model", lambda path: loads.append(path) or load(path))
     monkeypatch.setattr(cluster, "_SEGMENTERS", {})
     segmenter = Segmenter(model, device="cpu")
     spec = cluster.WorkerModel.of(segmenter, model_file, model_digest(model))
@@ -408,9 +409,26 @@ def test_batch_reading_does_not_memory_map(tmp_path, rng):
 
 def test_core_imports_neither_napari_nor_qt():
     code = (
-        "import sys, napari_unet.core.batch, napari_unet.core.cluster, napari_unet.core.labels_store, napari_unet.cli; "
+        "import sys, napari_unet.core.batch, napari_unet.core.batch.cluster, napari_unet.core.io.labels_store, napari_unet.cli; "
         "banned = ('napari', 'qtpy', 'PyQt5', 'PySide2', 'PySide6', 'distributed'); "
         "bad = [m for m in sys.modules if m.split('.')[0] in banned]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+
+
+def test_an_unreadable_leftover_store_is_started_over_but_a_disk_error_keeps_the_progress(tmp_path, monkeypatch):
+    out = tmp_path / "labels.zarr"
+    leftover = partial_path(out)
+    leftover.mkdir()
+    (leftover / "zarr.json").write_text("not json")
+    store = PartialStore.open(out, (2, 8, 8), {"a": 1})
+    assert store.pending() == [0, 1]
+
+    def disk_error(self, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(PartialStore, "__init__", disk_error)
+    with pytest.raises(napari_unet.NapariUNetError, match="it was left as it is"):
+        PartialStore.open(out, (2, 8, 8), {"a": 1})
+    assert (partial_path(out) / "raw").exists()  # the progress is still there

@@ -9,8 +9,8 @@ import zarr
 
 import napari_unet
 from napari_unet.cli import main
-from napari_unet.core.labels_store import PartialStore, partial_path
-from napari_unet.core.model import Model
+from napari_unet.core.io.labels_store import PartialStore, partial_path
+from napari_unet.core.models.model import Model
 from napari_unet.plugin.batch_widget import BatchWidget
 
 pytestmark = pytest.mark.gui

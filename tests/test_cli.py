@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.core.stack_io import write_labels
+from napari_unet.core.io.stack_io import write_labels
 
 
 @pytest.fixture

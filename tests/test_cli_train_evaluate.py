@@ -8,7 +8,7 @@ import tifffile
 
 from napari_unet import load_model
 from napari_unet.cli import main
-from napari_unet.core.u2net import U2Net
+from napari_unet.core.models.u2net import U2Net
 
 from .conftest import dsb_path
 

@@ -16,8 +16,8 @@ import tifffile
 from skimage.transform import resize
 
 from napari_unet import load_model, segment
-from napari_unet.core.baseline import otsu_watershed
-from napari_unet.core.metrics import match_instances
+from napari_unet.core.evaluation.baseline import otsu_watershed
+from napari_unet.core.evaluation.metrics import match_instances
 
 from .conftest import DATA, dsb_path
 

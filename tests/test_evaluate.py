@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core import evaluate as evaluate_module
-from napari_unet.core.baseline import otsu_watershed
-from napari_unet.core.config import ModelConfig
-from napari_unet.core.evaluate import evaluate, format_table, write_report
-from napari_unet.core.metrics import match_instances
-from napari_unet.core.model import Model
-from napari_unet.core.postprocess import semantic_labels
+from napari_unet.core.evaluation import evaluate as evaluate_module
+from napari_unet.core.evaluation.baseline import otsu_watershed
+from napari_unet.core.models.config import ModelConfig
+from napari_unet.core.evaluation.evaluate import evaluate, format_table, write_report
+from napari_unet.core.evaluation.metrics import match_instances
+from napari_unet.core.models.model import Model
+from napari_unet.core.labels.postprocess import semantic_labels
 
 
 class _KnownOutput:
@@ -147,7 +147,7 @@ def test_the_baseline_is_scored_next_to_the_model(tmp_path, known_output):
 
 
 def test_a_given_object_size_reaches_the_model_as_well_as_the_baseline(tmp_path, monkeypatch):
-    from napari_unet.core.inference import Segmenter
+    from napari_unet.core.predict.inference import Segmenter
 
     made = []
 

@@ -7,9 +7,9 @@ import torch
 from napari_unet import ImageError, predict, segment
 from napari_unet.cli import main
 from napari_unet.core.errors import InsufficientMemoryError
-from napari_unet.core.fallback import is_out_of_memory, memory_fallbacks
-from napari_unet.core.inference import PlaneResult, Segmenter, iter_planes
-from napari_unet.core.predictor import NetworkPredictor
+from napari_unet.core.predict.fallback import is_out_of_memory, memory_fallbacks
+from napari_unet.core.predict.inference import PlaneResult, Segmenter, iter_planes
+from napari_unet.core.predict.predictor import NetworkPredictor
 from napari_unet.core.progress import Notice, Progress, run
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -161,9 +161,9 @@ def test_a_plane_outside_the_stack_is_refused(model):
 
 
 def test_the_object_size_is_estimated_once_per_image_not_once_per_segmenter(monkeypatch):
-    import napari_unet.core.inference as inference
-    from napari_unet.core.inference import Segmenter, iter_labels
-    from napari_unet.core.axes import plane_layout
+    import napari_unet.core.predict.inference as inference
+    from napari_unet.core.predict.inference import Segmenter, iter_labels
+    from napari_unet.core.io.axes import plane_layout
     from napari_unet.core.progress import run
     from napari_unet import Model, ModelConfig
 
@@ -185,9 +185,9 @@ def test_the_object_size_is_estimated_once_per_image_not_once_per_segmenter(monk
 
 
 def test_a_segmenter_set_up_once_can_be_passed_for_the_model_and_tells_its_object_size(monkeypatch):
-    import napari_unet.core.inference as inference
+    import napari_unet.core.predict.inference as inference
     from napari_unet import Model, ModelConfig, segment
-    from napari_unet.core.inference import Segmenter
+    from napari_unet.core.predict.inference import Segmenter
 
     def half(x, label_crop, object_size):
         return 0.5

@@ -6,7 +6,7 @@ import tifffile
 import torch
 
 from napari_unet import load_model
-from napari_unet.core.metrics import match_instances
+from napari_unet.core.evaluation.metrics import match_instances
 from napari_unet.core.progress import run
 from napari_unet.core.training import FineTune, Stage, TrainConfig, Trainer, make_samples
 from napari_unet.core.training.check import (

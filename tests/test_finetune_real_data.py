@@ -15,9 +15,9 @@ import pytest
 import tifffile
 
 from napari_unet import load_model, segment
-from napari_unet.core.metrics import match_instances
+from napari_unet.core.evaluation.metrics import match_instances
 from napari_unet.core.progress import run
-from napari_unet.core.sizing import median_diameter
+from napari_unet.core.predict.sizing import median_diameter
 from napari_unet.core.training import AugmentConfig, TrainConfig, Trainer, make_samples, split_validation
 from napari_unet.core.training.files import scale_to
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_unet.core.label_edit import (
+from napari_unet.core.labels.label_edit import (
     centroid,
     merge_labels,
     object_ids,

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from napari_unet.core.config import IGNORE_INDEX
-from napari_unet.core.losses import (
+from napari_unet.core.models.config import IGNORE_INDEX
+from napari_unet.core.training.losses import (
     LOSSES,
     WEIGHTED,
     bce_with_logits,
@@ -154,7 +154,7 @@ def test_unknown_names_and_bad_inputs_say_what_was_expected():
 
 
 def test_cross_entropy_of_a_one_channel_output_is_the_binary_one():
-    from napari_unet.core.losses import bce_with_logits, loss_for_outputs
+    from napari_unet.core.training.losses import bce_with_logits, loss_for_outputs
 
     assert loss_for_outputs("ce", 1) is bce_with_logits and loss_for_outputs("weighted_ce", 1) is bce_with_logits
     assert loss_for_outputs("ce", 2) is not bce_with_logits

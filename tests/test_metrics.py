@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet.core.config import IGNORE_INDEX
-from napari_unet.core.metrics import (
+from napari_unet.core.models.config import IGNORE_INDEX
+from napari_unet.core.evaluation.metrics import (
     InstanceCounts,
     class_iou,
     confusion_matrix,

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from napari_unet import ModelFileError, load_model
-from napari_unet.core.config import ModelConfig, UNetConfig, choices
-from napari_unet.core.model import Model
+from napari_unet.core.models.config import ModelConfig, UNetConfig, choices
+from napari_unet.core.models.model import Model
 from napari_unet.core.training import TrainConfig
 
 
@@ -31,7 +31,7 @@ def test_saving_over_an_existing_file_is_atomic(tmp_path, model, monkeypatch):
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("napari_unet.core.model.save_file", broken_save)
+    monkeypatch.setattr("napari_unet.core.models.model.save_file", broken_save)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == b"precious"

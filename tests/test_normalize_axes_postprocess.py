@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from napari_unet import ImageError
-from napari_unet.core.axes import guess_axes, plane_layout
-from napari_unet.core.config import NormalizationConfig
-from napari_unet.core.normalize import normalize
-from napari_unet.core.postprocess import instance_labels, semantic_labels
+from napari_unet.core.io.axes import guess_axes, plane_layout
+from napari_unet.core.models.config import NormalizationConfig
+from napari_unet.core.predict.normalize import normalize
+from napari_unet.core.labels.postprocess import instance_labels, semantic_labels
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_unet.core.predictor import NetworkPredictor, convolve_before_upsampling
+from napari_unet.core.predict.predictor import NetworkPredictor, convolve_before_upsampling
 
 from .conftest import small_model
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet.core.sizing import estimate_scale, linear_resize, rescale, resize_to
-from napari_unet.core.targets import object_diameters
+from napari_unet.core.predict.sizing import estimate_scale, linear_resize, rescale, resize_to
+from napari_unet.core.labels.targets import object_diameters
 
 TRAINED = 20.0
 

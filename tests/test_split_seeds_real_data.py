@@ -14,9 +14,9 @@ import pytest
 import tifffile
 
 from napari_unet import load_model
-from napari_unet.core.inference import Segmenter
-from napari_unet.core.metrics import match_instances
-from napari_unet.core.postprocess import instance_labels
+from napari_unet.core.predict.inference import Segmenter
+from napari_unet.core.evaluation.metrics import match_instances
+from napari_unet.core.labels.postprocess import instance_labels
 from napari_unet.core.progress import run
 
 from .conftest import dsb_path

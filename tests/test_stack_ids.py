@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_unet import ImageError
-from napari_unet.core.stack_ids import StackIds, overlaps
+from napari_unet.core.labels.stack_ids import StackIds, overlaps
 
 
 def _disk(shape, center, radius, value=1):

@@ -3,7 +3,7 @@ import pytest
 import tifffile
 
 from napari_unet import StackFileError
-from napari_unet.core.stack_io import CheckedArray, LabelsTiffWriter, read_stack, write_labels
+from napari_unet.core.io.stack_io import CheckedArray, LabelsTiffWriter, read_stack, write_labels
 
 
 def test_a_2d_tiff_reads_with_yx_axes(tmp_path, rng):
@@ -104,7 +104,7 @@ def test_an_incomplete_stream_is_an_error_and_leaves_nothing(tmp_path):
 
 
 def test_written_files_get_ordinary_permissions_not_the_temporary_files(tmp_path):
-    from napari_unet.core import files
+    from napari_unet.core.io import files
 
     write_labels(tmp_path / "new.tif", np.ones((4, 4), np.uint8))
     kept = tmp_path / "kept.tif"

@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from napari_unet.core.config import ModelConfig, ThresholdsConfig
-from napari_unet.core.model import Model, load_model
-from napari_unet.core.postprocess import instance_labels
+from napari_unet.core.models.config import ModelConfig, ThresholdsConfig
+from napari_unet.core.models.model import Model, load_model
+from napari_unet.core.labels.postprocess import instance_labels
 from napari_unet.core.training import TrainConfig, Trainer, make_samples
 from napari_unet.core.training.scoring import Prediction, predict_samples, score_predictions
 from napari_unet.core.training.thresholds import tune_thresholds
@@ -74,7 +74,7 @@ def test_thresholds_travel_in_the_model_file_and_drive_segmentation(tmp_path):
     tuned.save(tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors")
     assert loaded.config.thresholds == ThresholdsConfig(interior=0.8, foreground=0.5)
-    from napari_unet.core.inference import Segmenter
+    from napari_unet.core.predict.inference import Segmenter
 
     assert Segmenter(loaded, device="cpu").labels(prob).max() == 2
     assert Segmenter(model, device="cpu").labels(prob).max() == 1

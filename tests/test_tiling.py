@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from napari_unet import predict
-from napari_unet.core.predictor import NetworkPredictor
+from napari_unet.core.predict.predictor import NetworkPredictor
 from napari_unet.core.progress import run
-from napari_unet.core.tiling import mirror_pad, padding_for, predict_tiles, window
+from napari_unet.core.predict.tiling import mirror_pad, padding_for, predict_tiles, window
 
 from .conftest import small_model
 

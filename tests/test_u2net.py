@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import save_file
 
 from napari_unet import load_model, predict
-from napari_unet.core.config import ModelConfig, U2NetConfig, UNetConfig
-from napari_unet.core.model import Model
-from napari_unet.core.u2net import RSU, U2Net
+from napari_unet.core.models.config import ModelConfig, U2NetConfig, UNetConfig
+from napari_unet.core.models.model import Model
+from napari_unet.core.models.u2net import RSU, U2Net
 
 
 def _params(net: torch.nn.Module) -> int:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from napari_unet.core.unet import UNet
+from napari_unet.core.models.unet import UNet
 
 
 @pytest.mark.parametrize("upsampling", ["bilinear", "transposed"])

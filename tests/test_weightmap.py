@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet.core.weightmap import border_radius, unet_weight_map
+from napari_unet.core.training.weightmap import border_radius, unet_weight_map
 
 
 def _disks(shape, centres, radii) -> np.ndarray:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import NapariUNetError
-from ..core.evaluate import BASELINES, format_table, iter_evaluate, write_report
+from ..core.evaluation.evaluate import BASELINES, format_table, iter_evaluate, write_report
 from ..core.progress import run
 from .options import add_model_options, add_tiling_options, channel_list, positive_float, positive_int
 from .progressbar import ProgressBar

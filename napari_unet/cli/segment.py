@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.batch import FORMATS, BatchOptions, FileDone, check_writable, describe, iter_segment_files, plan_jobs
-from ..core.cluster import parse_scheduler
-from ..core.inference import OUTPUTS, Segmenter, as_model
+from ..core.batch.jobs import FORMATS, BatchOptions, FileDone, check_writable, plan_jobs
+from ..core.batch.run import describe, iter_segment_files
+from ..core.batch.cluster import parse_scheduler
+from ..core.predict.inference import OUTPUTS, Segmenter, as_model
 from ..core.progress import Notice, Progress, run
 from .options import add_model_options, add_tiling_options, channel_list, object_size, positive_int
 from .progressbar import ProgressBar

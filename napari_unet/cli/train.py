@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from ..core.config import INSTANCE_CLASSES, ModelConfig, UNetConfig, choices
+from ..core.models.config import INSTANCE_CLASSES, ModelConfig, UNetConfig, choices
 from ..core.devices import DEVICE_CHOICES
 from ..core.errors import NapariUNetError
-from ..core.model import Model, check_model_output, load_model
+from ..core.models.model import Model, check_model_output, load_model
 from ..core.progress import run
 from ..core.training import FineTune, Stage, TrainConfig
 from ..core.training.files import check_objects, load_samples, median_object_size, pair_files, scale_to

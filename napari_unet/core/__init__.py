@@ -1,13 +1,14 @@
 """The library under the plugin: no napari, no Qt.
 
-Modules: ``unet`` / ``u2net`` (networks), ``config`` / ``model`` (model files),
-``normalize``, ``tiling`` (overlap-tile prediction), ``predictor``,
-``postprocess`` (labels), ``axes`` / ``stack_io`` (images and stacks),
-``inference`` (predict / segment), ``progress`` (long work as generators).
-Batch: ``stack_ids`` (ids unique in a stack, linked across z), ``batch``
-(files and folders to labels), ``labels_store`` (resumable zarr output),
-``cluster`` (planes on dask workers).
-Training: ``losses`` (ignore-aware, weighted), ``weightmap`` (the U-Net
-border weights), ``metrics`` (pixel, object and probability-map scores),
-``evaluate`` (a model's scores on files), ``baseline`` (Otsu + watershed).
+Grouped by job, each subpackage importing only those listed before it (and the
+shared ``errors``, ``progress``, ``devices``); ``tests/test_architecture.py``
+checks it:
+
+- ``io``: image stacks, labels stores, pairing files, atomic writes;
+- ``models``: the networks and model files;
+- ``labels``: probabilities to labels, training targets, ids across a stack, edits;
+- ``predict``: predict / segment, object size, tiles, devices' fallbacks;
+- ``evaluation``: metrics, a model's scores on files, the baseline;
+- ``batch``: files and folders to labels, resumable, on a dask cluster;
+- ``training``: training, fine-tuning and its checks, training projects.
 """

@@ -1,7 +1,7 @@
 """Batch widget: segment TIFF files, a folder or a stack layer into labels, and open them lazily.
 
 It builds the same core calls as ``napari-unet segment``
-(:func:`~napari_unet.core.batch.iter_segment_files`) and runs them in a
+(:func:`~napari_unet.core.batch.run.iter_segment_files`) and runs them in a
 worker thread. Stop asks the run to end at its next step: the generator is
 then closed where it stands, so a TIFF being written is dropped and a zarr
 store keeps its finished planes for the next run to resume. Each output is
@@ -34,22 +34,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.axes import guess_axes
-from ..core.batch import (
-    BatchOptions,
-    BatchReport,
-    FileDone,
-    Job,
-    check_writable,
-    describe,
-    iter_segment_files,
-    plan_jobs,
-)
+from ..core.io.axes import guess_axes
+from ..core.batch.jobs import BatchOptions, BatchReport, FileDone, Job, check_writable, plan_jobs
+from ..core.batch.run import describe, iter_segment_files
 from ..core.devices import DEVICE_CHOICES, cpu_cores, steps_on_threads
-from ..core.inference import Segmenter, as_model
-from ..core.labels_store import open_labels
+from ..core.predict.inference import Segmenter, as_model
+from ..core.io.labels_store import open_labels
 from ..core.progress import Progress
-from ..core.stack_io import Stack, read_stack
+from ..core.io.stack_io import Stack, read_stack
 from .form import action_buttons, column, form, message_label, row
 from .lifetime import when_removed
 from .object_size_box import ObjectSizeBox
@@ -269,7 +261,7 @@ def _segment(
 ) -> Generator[Progress | FileDone, None, BatchReport | None]:
     """Runs in the worker: load the model, segment every job; returns None when stopped.
 
-    ``segmenter`` holds the :class:`~napari_unet.core.inference.Segmenter` options (device, object size).
+    ``segmenter`` holds the :class:`~napari_unet.core.predict.inference.Segmenter` options (device, object size).
     """
     segmenter = Segmenter(as_model(model), **segmenter)
     gen = steps_on_threads(iter_segment_files(jobs, segmenter, options), max(1, cpu_cores() - 1))  # a core for the viewer

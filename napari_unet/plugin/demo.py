@@ -6,7 +6,7 @@ from __future__ import annotations
 def main() -> None:
     import napari
 
-    from ..core.model import builtin_model_path
+    from ..core.models.model import builtin_model_path
 
     viewer = napari.Viewer()
     viewer.open_sample("napari-unet", "nuclei_fluorescence_dense")

@@ -3,7 +3,7 @@
 Step through the objects one by one (the view centres on each and selects it,
 ready to paint), delete the specks below a size, merge an object that was split
 in two, renumber the objects 1..n. The edits are core functions
-(:mod:`napari_unet.core.label_edit`); each is written back as one undoable
+(:mod:`napari_unet.core.labels.label_edit`); each is written back as one undoable
 change of the layer (Ctrl+Z).
 """
 
@@ -23,7 +23,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.label_edit import centroid, merge_labels, object_ids, relabel_sequential, remove_small_objects, step_object
+from ..core.labels.label_edit import (
+    centroid,
+    merge_labels,
+    object_ids,
+    relabel_sequential,
+    remove_small_objects,
+    step_object,
+)
 from .form import column, form, message_label, row
 from .layers import write_undoable
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+from napari.utils.events import Event
 
-from ..core.axes import CHANNEL_AXES
+from ..core.io.axes import CHANNEL_AXES
 from ..core.errors import ImageError
 
 _LEADING = "QTZ"
@@ -115,10 +116,10 @@ def smallest_label_dtype(largest: int) -> np.dtype:
 
 # ---- predictions written into Labels layers, shared by the widgets ------------------------------
 
-_writing: set[int] = set()
-_listeners: list = []
-PREDICTED: dict[tuple[int, tuple[int, ...]], int] = {}
-"""Fingerprint of what a widget last wrote into each plane, by ``(layer.unique_id, plane index)``."""
+# Kept with the layer (in its metadata), so that it goes with the layer and no widget holds it.
+PREDICTED = "napari_unet_predicted"  # plane index -> fingerprint of what a widget last wrote there
+WRITING = "napari_unet_writing"  # present while a widget writes a prediction into the layer
+WRITTEN_EVENT = "napari_unet_prediction"  # the layer's event after each prediction written (``plane``: its index)
 
 
 class writing_prediction:
@@ -126,34 +127,38 @@ class writing_prediction:
 
     Meanwhile :func:`is_writing_prediction` is true for the layer (its paint
     events are the widget's, not the user's); afterwards the plane's fingerprint
-    is recorded in :data:`PREDICTED` and the listeners added with
-    :func:`on_prediction_written` are called with ``(layer, index)``.
+    is kept with the layer (:func:`predicted_fingerprint`) and the layer's event
+    :data:`WRITTEN_EVENT` is emitted with the plane's index as ``plane``, for those that
+    :func:`follow_predictions`.
     """
 
     def __init__(self, layer, index: tuple[int, ...]):
         self.layer, self.index = layer, tuple(index)
 
     def __enter__(self):
-        _writing.add(self.layer.unique_id)
+        self.layer.metadata[WRITING] = True
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        _writing.discard(self.layer.unique_id)
+        self.layer.metadata.pop(WRITING, None)
         if exc_type is None:
-            PREDICTED[(self.layer.unique_id, self.index)] = fingerprint(self.layer.data[self.index])
-            for listener in list(_listeners):
-                listener(self.layer, self.index)
+            self.layer.metadata.setdefault(PREDICTED, {})[self.index] = fingerprint(self.layer.data[self.index])
+            emitter = getattr(self.layer.events, WRITTEN_EVENT, None)
+            if emitter is not None:
+                emitter(plane=self.index)
 
 
 def is_writing_prediction(layer) -> bool:
-    return layer.unique_id in _writing
+    return WRITING in layer.metadata
 
 
-def on_prediction_written(listener) -> None:
-    """Call ``listener(layer, index)`` after each prediction written with :class:`writing_prediction`."""
-    _listeners.append(listener)
+def predicted_fingerprint(layer, index: tuple[int, ...]) -> int | None:
+    """The fingerprint of what a widget last wrote into plane ``index`` of ``layer``, None if nothing."""
+    return layer.metadata.get(PREDICTED, {}).get(tuple(index))
 
 
-def remove_prediction_listener(listener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
+def follow_predictions(layer):
+    """The layer's event emitted after each prediction written into it (made on first use)."""
+    if getattr(layer.events, WRITTEN_EVENT, None) is None:
+        layer.events.add(**{WRITTEN_EVENT: Event})
+    return getattr(layer.events, WRITTEN_EVENT)

@@ -1,4 +1,4 @@
-"""What the Predict and Correct & Train widgets share about choosing a model.
+"""What the Predict and Correct & Train widgets share about choosing a model: :class:`ModelCombo`.
 
 Both list the shipped models and the model files used lately (one list, kept
 in the settings under ``predict/recent_models``), and both load the chosen
@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtCore import QSettings, Qt
-from qtpy.QtWidgets import QComboBox
+from collections.abc import Callable
 
-from ..core.model import BUILTIN_MODELS, Model, builtin_model_path, load_model
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QSettings, Qt
+from qtpy.QtWidgets import QComboBox, QFileDialog
+
+from ..core.errors import NapariUNetError
+from ..core.models.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
 
 RECENT_MODELS = 5
 RECENT_KEY = "predict/recent_models"
+CHOSEN_KEY = "predict/model"  # the model chosen last, which a new widget starts with
+CHOOSE_FILE = "\0choose"
 
 
 def recent_models(settings: QSettings) -> list[str]:
@@ -59,3 +65,77 @@ class ModelFiles:
         if key not in self._loaded:
             self._loaded = {key: load_model(path)}  # one model at a time: the last one chosen
         return self._loaded[key]
+
+
+class ModelCombo(QComboBox):
+    """The model list: ``extra()`` items first (a widget's own, such as a trained version), the shipped
+    models, the recent files, and *Choose file...*, which opens a file dialog.
+
+    ``remember``: whether choosing a model makes it the one new widgets start with.
+    """
+
+    def __init__(self, settings: QSettings, *, where: str, extra: Callable[[], list[tuple[str, str]]] = list,
+                 remember: bool = True):
+        super().__init__()
+        self.settings, self.where, self.extra, self.remember = settings, where, extra, remember
+        self.files = ModelFiles()
+        self.activated.connect(self._on_activated)
+        self.fill()
+
+    def fill(self, wanted: str | None = None) -> bool:
+        """List the models again, keeping ``wanted`` (by default the current choice) selected; whether
+        any model is offered."""
+        current = self.currentData()
+        if wanted is None:
+            wanted = current if current not in (None, CHOOSE_FILE) else self.settings.value(CHOSEN_KEY, "")
+        self.clear()
+        for label, data in self.extra():
+            self.addItem(label, data)
+        add_model_items(self, self.settings)
+        offered = self.count() > 0
+        if not offered:
+            self.addItem("no model: choose a file", "")
+        self.addItem("Choose file...", CHOOSE_FILE)
+        index = self.findData(wanted)
+        self.setCurrentIndex(index if index >= 0 else 0)
+        return offered
+
+    def _on_activated(self, index: int) -> None:
+        if self.itemData(index) != CHOOSE_FILE:
+            if self.remember:
+                self.settings.setValue(CHOSEN_KEY, self.itemData(index))
+            return
+        recent = recent_models(self.settings)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a napari-unet model", str(Path(recent[0]).parent) if recent else "",
+            f"napari-unet models (*{MODEL_SUFFIX});;All files (*)",
+        )
+        if path:
+            self.set_model(path)
+        else:
+            self.fill()
+
+    def set_model(self, path: str) -> bool:
+        """Choose a model file (or a shipped model's name) and remember it; False, with a notification, if unusable."""
+        try:
+            self.load(path)
+        except (NapariUNetError, OSError) as error:
+            show_error(f"cannot use model {path}: {error}")
+            self.fill()
+            return False
+        if path not in BUILTIN_MODELS:
+            path = remember_model(self.settings, path)
+        if self.remember:
+            self.settings.setValue(CHOSEN_KEY, path)
+        self.fill(path)
+        return True
+
+    def load(self, choice: str | None = None) -> Model:
+        """The model ``choice`` (by default the one selected), loaded once per version of its file."""
+        choice = self.currentData() if choice is None else choice
+        if not choice or choice == CHOOSE_FILE:
+            raise NapariUNetError(
+                f"no model chosen, and this installation has no shipped model ({', '.join(BUILTIN_MODELS)}); "
+                f"choose a model file (.safetensors) under '{self.where}' with 'Choose file...'"
+            )
+        return self.files.load(choice)

@@ -3,7 +3,7 @@
 A model that records the object diameter it was trained at rescales each
 image so that its objects have that size. The field gives the typical
 diameter in the image, in pixels; 0 reads "auto": estimated from the image
-(:mod:`napari_unet.core.sizing`).
+(:mod:`napari_unet.core.predict.sizing`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class ObjectSizeBox(QDoubleSpinBox):
         )
 
     def object_size(self) -> float | str:
-        """The size for :class:`~napari_unet.core.inference.Segmenter`: pixels, or ``"auto"``."""
+        """The size for :class:`~napari_unet.core.predict.inference.Segmenter`: pixels, or ``"auto"``."""
         return self.value() or "auto"
 
     def set_object_size(self, size: float | str) -> None:

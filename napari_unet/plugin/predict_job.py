@@ -1,7 +1,7 @@
 """The Predict widget's run: what is fixed when Run is pressed, and the worker that does it.
 
 The worker (:func:`predict_job`) runs in a napari ``thread_worker``: it drives
-core's :func:`~napari_unet.core.inference.iter_planes` and readies each finished
+core's :func:`~napari_unet.core.predict.inference.iter_planes` and readies each finished
 plane for the layer (id offset, dtype, fingerprint) so the main thread only
 writes it. Errors come back as a :class:`Failure` instead of being raised, as the
 worker would turn a ``RuntimeError`` (torch's errors) into a mere warning.
@@ -17,8 +17,8 @@ import numpy as np
 
 from ..core.devices import steps_on_threads
 from ..core.errors import NapariUNetError
-from ..core.inference import PlaneResult, Segmenter, iter_planes
-from ..core.model import Model
+from ..core.predict.inference import PlaneResult, Segmenter, iter_planes
+from ..core.models.model import Model
 from ..core.progress import Notice, Progress
 from .layers import fingerprint
 

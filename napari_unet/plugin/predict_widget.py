@@ -1,6 +1,6 @@
 """Predict: segment the plane on screen, or the whole stack, into a Labels layer (or probabilities into an Image).
 
-Only wiring: the work is :func:`napari_unet.core.inference.iter_planes`, run in a
+Only wiring: the work is :func:`napari_unet.core.predict.inference.iter_planes`, run in a
 napari ``thread_worker`` on a copy of the image; each finished plane comes back
 to the main thread and is written into the layer there. Stop quits the worker
 at its next step (one tile: the widget predicts one tile per step, and on the
@@ -15,7 +15,6 @@ overwritten after a yes, as an undoable change.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import napari
 import numpy as np
@@ -26,19 +25,19 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QSettings
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
-    QMessageBox,
     QSpinBox,
     QWidget,
 )
 
-from ..core.axes import CHANNEL_AXES, plane_layout
-from ..core.devices import DEVICE_CHOICES, available, cpu_cores, resolve_device
+from ..core.io.axes import CHANNEL_AXES, plane_layout
+from ..core.devices import cpu_cores, resolve_device
 from ..core.errors import NapariUNetError
-from ..core.inference import check_output
-from ..core.model import BUILTIN_MODELS, MODEL_SUFFIX, Model
+from ..core.predict.inference import check_output
+from ..core.models.model import Model
 from ..core.progress import Notice, Progress
+from .device_choice import DeviceCombo
 from .form import action_buttons, column, form, message_label, row
+from .layer_choice import fill_layer_combo, present, same_layer
 from .lifetime import when_removed
 from .layers import (
     fingerprint,
@@ -46,13 +45,8 @@ from .layers import (
     image_axes,
     labels_shape,
     plane_at_cursor,
-    smallest_label_dtype,
-    widen_for,
-    write_plane,
-    write_undoable,
-    writing_prediction,
 )
-from .model_choice import ModelFiles, add_model_items, recent_models, remember_model
+from .model_choice import ModelCombo
 from .object_size_box import ObjectSizeBox
 from .predict_job import (
     Failure,
@@ -63,6 +57,7 @@ from .predict_job import (
     largest_label_elsewhere,
     predict_job,
 )
+from .result_layer import add_result_layer, ask, overwrite_question, planes_to_approve, write_labels
 from .throttle import Throttle
 from .workers import start_worker
 
@@ -74,7 +69,6 @@ OUTPUTS = {
 # Largest automatic tile on the CPU: a width-32, depth-4 U-Net takes ~0.5 s for a
 # 256 x 256 tile on one core of the 2-core test machine, so Stop answers within a second.
 CPU_TILE = 256
-CHOOSE_FILE = "\0choose"
 NEW_LAYER = "\0new"
 
 
@@ -102,12 +96,11 @@ class PredictWidget(QWidget):
         self._job: Job | None = None
         self._progress = None
         self._throttle = Throttle()
-        self._model_files = ModelFiles()
         self._written: dict[tuple, int] = {}
         self._last_target: dict[tuple, object] = {}
 
         self.image_combo = QComboBox()
-        self.model_combo = QComboBox()
+        self.model_combo = ModelCombo(self.settings, where="model")
         self.size_box = ObjectSizeBox()
         self.output_combo = QComboBox()
         for key, text in OUTPUTS.items():
@@ -116,7 +109,7 @@ class PredictWidget(QWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItem("Plane on screen", "plane")
         self.scope_combo.addItem("Whole stack", "stack")
-        self.device_combo = QComboBox()
+        self.device_combo = DeviceCombo(self.settings)
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 8192)
         self.tile_spin.setSingleStep(64)
@@ -143,14 +136,14 @@ class PredictWidget(QWidget):
             self.status,
         )
 
-        self._fill_devices()
-        self._fill_models()
+        if self.model_combo.findData("") >= 0:
+            self.status.setText(
+                "This installation has no shipped model yet: choose a model file (.safetensors) under 'model'."
+            )
         self.refresh_choices()
 
-        self.model_combo.activated.connect(self._on_model_activated)
         self.image_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
         self.output_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
-        self.device_combo.currentIndexChanged.connect(self._remember_device)
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
         events = self.viewer.layers.events
@@ -176,22 +169,8 @@ class PredictWidget(QWidget):
 
     def refresh_choices(self, event=None) -> None:
         """List the viewer's image layers (and the layers a result can go into) again."""
-        current = self.image_combo.currentData()
-        images = [layer for layer in self.viewer.layers if isinstance(layer, Image)]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        for layer in images:
-            self.image_combo.addItem(layer.name, layer)
-        ids = [layer.unique_id for layer in images]
-        active = self.viewer.layers.selection.active
-        if current is not None and current.unique_id in ids:
-            self.image_combo.setCurrentIndex(ids.index(current.unique_id))
-        elif isinstance(active, Image) and active.unique_id in ids:
-            self.image_combo.setCurrentIndex(ids.index(active.unique_id))
-        elif images:
-            self.image_combo.setCurrentIndex(len(images) - 1)
-        self.image_combo.blockSignals(False)
-        self._refresh_targets(prefer_last=not _same_layer(self.image_combo.currentData(), current))
+        current = fill_layer_combo(self.image_combo, self.viewer, Image)
+        self._refresh_targets(prefer_last=not same_layer(self.image_combo.currentData(), current))
 
     def _refresh_targets(self, *_, prefer_last: bool = False) -> None:
         image = self.image_combo.currentData()
@@ -222,7 +201,7 @@ class PredictWidget(QWidget):
                 break
 
     def _present(self, layer) -> bool:
-        return any(other.unique_id == layer.unique_id for other in self.viewer.layers)
+        return present(self.viewer, layer)
 
     @staticmethod
     def _fits(layer, shape: tuple[int, ...], output: str) -> bool:
@@ -234,69 +213,9 @@ class PredictWidget(QWidget):
             )
         return isinstance(layer, Labels) and tuple(layer.data.shape) == shape
 
-    def _fill_devices(self) -> None:
-        names = available().split(", ")
-        remembered = self.settings.value("predict/device", "auto")
-        for name in DEVICE_CHOICES:
-            self.device_combo.addItem(name, name)
-            enabled = name == "auto" or name in names
-            self.device_combo.model().item(self.device_combo.count() - 1).setEnabled(enabled)
-            if enabled and name == remembered:
-                self.device_combo.setCurrentIndex(self.device_combo.count() - 1)
-
-    def _remember_device(self, *_) -> None:
-        self.settings.setValue("predict/device", self.device_combo.currentData())
-
-    def _fill_models(self) -> None:
-        self.model_combo.clear()
-        add_model_items(self.model_combo, self.settings)
-        if self.model_combo.count() == 0:
-            self.model_combo.addItem("no model: choose a file", "")
-            self.status.setText(
-                "This installation has no shipped model yet: choose a model file (.safetensors) under 'model'."
-            )
-        self.model_combo.addItem("Choose file...", CHOOSE_FILE)
-        chosen = self.settings.value("predict/model", "")
-        index = self.model_combo.findData(chosen)
-        self.model_combo.setCurrentIndex(index if index >= 0 else 0)
-
-    def _on_model_activated(self, index: int) -> None:
-        if self.model_combo.itemData(index) != CHOOSE_FILE:
-            self.settings.setValue("predict/model", self.model_combo.itemData(index))
-            return
-        recent = recent_models(self.settings)
-        start = str(Path(recent[0]).parent) if recent else ""
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a napari-unet model", start, f"napari-unet models (*{MODEL_SUFFIX});;All files (*)"
-        )
-        if path:
-            self.set_model(path)
-        else:
-            self._fill_models()
-
     def set_model(self, model: str) -> bool:
         """Choose a model file (or a shipped model's name) and remember it; False, with a notification, if unusable."""
-        try:
-            self._load_model(model)
-        except (NapariUNetError, OSError) as error:
-            show_error(f"cannot use model {model}: {error}")
-            self._fill_models()
-            return False
-        if model not in BUILTIN_MODELS:
-            model = remember_model(self.settings, model)
-        self.settings.setValue("predict/model", model)
-        self._fill_models()
-        return True
-
-    def _load_model(self, choice: str) -> Model:
-        """The chosen model, loaded once per version of its file (a re-trained file is read again)."""
-        if not choice:
-            known = ", ".join(BUILTIN_MODELS)
-            raise NapariUNetError(
-                f"no model chosen, and this installation has no shipped model ({known}); "
-                "choose a model file (.safetensors) with 'Choose file...'"
-            )
-        return self._model_files.load(choice)
+        return self.model_combo.set_model(model)
 
     # ---- running -------------------------------------------------------------------------------
 
@@ -329,7 +248,7 @@ class PredictWidget(QWidget):
                 "Predict needs an image layer: open an image (File > Open, or File > Open Sample > napari-unet); "
                 "found no image layer in the viewer"
             )
-        model = self._load_model(self.model_combo.currentData() or "")
+        model = self.model_combo.load()
         axes = image_axes(image)
         shape = tuple(image_array(image).shape)
         plane_layout(shape, axes, model.in_channels)  # raises with what the model expects and what the image has
@@ -370,63 +289,17 @@ class PredictWidget(QWidget):
                     f"expected {expected} for the {output} of {image.name!r} with this model"
                 )
             return chosen, False
-        displayed = axes[:-1] if image.rgb else axes
-        keep = [i for i, a in enumerate(displayed) if a not in CHANNEL_AXES]
-        where = {
-            "scale": [image.scale[i] for i in keep],
-            "translate": [image.translate[i] for i in keep],
-            "units": [image.units[i] for i in keep],
-        }
-        out_axes = "".join(displayed[i] for i in keep)
-        name = f"{image.name} {output}"
-        if output == "probabilities":
-            k = model.config.network.out_channels
-            layer = self.viewer.add_image(
-                np.zeros((k, *out_shape), np.float32),
-                name=name,
-                scale=[1.0, *where["scale"]],
-                translate=[0.0, *where["translate"]],
-                units=["pixel", *where["units"]],
-                contrast_limits=(0.0, 1.0),
-                colormap="magma",
-                blending="additive",
-                metadata={"axes": "C" + out_axes, "napari_unet": "probabilities", "classes": model.class_names},
-            )
-        else:
-            dtype = smallest_label_dtype(0) if output == "instances" else np.uint8
-            layer = self.viewer.add_labels(np.zeros(out_shape, dtype), name=name, metadata={"axes": out_axes}, **where)
+        layer = add_result_layer(self.viewer, image, axes, out_shape, output, f"{image.name} {output}", model)
         self._last_target[(image.unique_id, output)] = layer
         return layer, True
 
     def _approve(self, job: Job, planes: list[tuple[int, ...]]) -> bool:
         """Ask before overwriting planes that hold labels other than this widget's last prediction."""
-        others = {}
-        for index in planes:
-            plane = np.asarray(job.target.data[index])
-            if plane.any():
-                fp = fingerprint(plane)
-                if self._written.get((job.target.unique_id, index)) != fp:
-                    others[index] = fp
-        if not others:
-            return True
-        which = "the plane to predict holds" if len(planes) == 1 else f"{len(others)} of the {len(planes)} planes to predict hold"
-        if not self._ask(
-            f"In '{job.target.name}', {which} labels that are not this widget's last "
-            "prediction (edited by hand, or from elsewhere).\n\nOverwrite them? (Undo with Ctrl+Z.)"
-        ):
+        others = planes_to_approve(job.target, planes, self._written)
+        if others and not ask(self, overwrite_question(job.target, len(others), len(planes))):
             return False
         job.approved = others
         return True
-
-    def _ask(self, question: str) -> bool:
-        answer = QMessageBox.question(
-            self,
-            "napari-unet: overwrite labels?",
-            question,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
 
     def _start(self, job: Job) -> None:
         self._job = job
@@ -483,20 +356,16 @@ class PredictWidget(QWidget):
             self._written.get((layer.unique_id, index)),
             job.approved.get(index),
         ):
-            if not self._ask(
+            if not ask(
+                self,
                 f"Plane {index or ''} of '{layer.name}' was edited while predicting.\n\nOverwrite it? "
                 "(Undo with Ctrl+Z.)"
             ):
                 show_info(f"kept the edits in plane {index} of '{layer.name}'")
                 return
-        if widen_for(layer, int(plane.data.max()) if plane.data.size else 0):
+        # Nothing to undo in a layer made for this result.
+        if write_labels(layer, index, plane.data, undoable=not (job.new_target and not current.any())):
             show_info(f"'{layer.name}' now holds {layer.data.dtype} labels, to fit the ids (its undo history is reset)")
-        with writing_prediction(layer, index):  # the Correct & Train widget tells these writes from the user's
-            if job.new_target and not current.any():  # nothing to undo in a layer made for this result
-                write_plane(layer, index, plane.data)
-            else:
-                with layer.block_history():
-                    write_undoable(layer, index, plane.data)
         same = plane.fingerprint is not None and plane.data.dtype == layer.data.dtype
         self._written[(layer.unique_id, index)] = plane.fingerprint if same else fingerprint(layer.data[index])
         job.written += 1
@@ -526,6 +395,3 @@ class PredictWidget(QWidget):
             self.viewer.layers.remove(job.target)
         self._refresh_targets(prefer_last=True)
 
-
-def _same_layer(a, b) -> bool:
-    return a is None and b is None or (a is not None and b is not None and a.unique_id == b.unique_id)

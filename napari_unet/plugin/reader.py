@@ -5,7 +5,7 @@ A TIFF is labels when napari-unet wrote it (the writer, ``segment``, Batch: thei
 tag says so), or when its name ends in ``_labels`` and it holds integers on one channel; it
 opens as a Labels layer with its own dtype, ready to paint and to train on.
 
-The file is opened (lazily when large, see :func:`~napari_unet.core.stack_io.read_stack`)
+The file is opened (lazily when large, see :func:`~napari_unet.core.io.stack_io.read_stack`)
 when napari asks whether this plugin can read it, so a TIFF that cannot be read
 gets ``None`` and napari tries its other readers.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import StackFileError
-from ..core.stack_io import TIFF_SUFFIXES, Stack, is_labels_output, read_stack
+from ..core.io.stack_io import TIFF_SUFFIXES, Stack, is_labels_output, read_stack
 
 PAINTABLE_BYTES = 2**30  # labels up to this size are read into memory, where they can be painted
 

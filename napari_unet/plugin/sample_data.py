@@ -13,7 +13,7 @@ from importlib import resources
 import numpy as np
 import tifffile
 
-from ..core.label_edit import relabel_sequential
+from ..core.labels.label_edit import relabel_sequential
 
 STACK_PLANES = 5
 STACK_SIDE = 256

@@ -21,7 +21,7 @@ import numpy as np
 from ..core.devices import steps_on_threads
 from ..core.progress import Notice
 from ..core.errors import NapariUNetError
-from ..core.model import Model
+from ..core.models.model import Model
 from ..core.training import FineTune, Stage, TrainConfig, TrainResult, TrainUpdate, make_samples
 from ..core.training.files import check_objects, median_object_size, scale_to
 from ..core.training.project import next_run, save_entries

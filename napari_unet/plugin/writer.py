@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.stack_io import write_labels as _write
+from ..core.io.stack_io import write_labels as _write
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:

@@ -12,7 +12,7 @@ import torch
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from qtpy.QtCore import QSettings
 
-from napari_unet.plugin import predict_widget
+from napari_unet.plugin import predict_widget, result_layer
 
 
 def pytest_collection_modifyitems(items):
@@ -71,11 +71,11 @@ def answer(monkeypatch):
 
     def question(parent, title, text, *args):
         Answer.asked.append(text)
-        buttons = predict_widget.QMessageBox.StandardButton
+        buttons = result_layer.QMessageBox.StandardButton
         return buttons.Yes if Answer.value else buttons.No
 
     Answer.asked = []
-    monkeypatch.setattr(predict_widget.QMessageBox, "question", staticmethod(question))
+    monkeypatch.setattr(result_layer.QMessageBox, "question", staticmethod(question))
     return Answer
 
 

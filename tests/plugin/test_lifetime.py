@@ -77,3 +77,22 @@ def test_closing_the_viewer_soon_after_opening_correct_and_train_exits_cleanly(d
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["Predict", "Correct & Train", "Batch", "Label tools"])
+def test_a_closed_widget_is_collected(viewer, qtbot, name):
+    """Nothing (the viewer's or the layers' events, a registry) keeps a closed widget alive."""
+    import gc
+    import weakref
+
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="cells")
+    viewer.add_labels(np.zeros((32, 32), np.uint16), name="corrected")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", name)
+    gone = weakref.ref(widget)
+    viewer.window.remove_dock_widget(dock)
+    del dock, widget
+    viewer.add_labels(np.zeros((32, 32), np.uint16), name="after")  # events the widget followed still fire
+    for _ in range(3):
+        qtbot.wait(50)
+        gc.collect()
+    assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]

@@ -14,9 +14,9 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import NotificationSeverity
 
 from napari_unet import predict, segment
-from napari_unet.core.inference import Segmenter
-from napari_unet.core.model import Model
-from napari_unet.core.predictor import NetworkPredictor
+from napari_unet.core.predict.inference import Segmenter
+from napari_unet.core.models.model import Model
+from napari_unet.core.predict.predictor import NetworkPredictor
 
 from ..conftest import small_model
 from .conftest import messages, wait_for
@@ -181,6 +181,7 @@ def test_an_existing_labels_layer_chosen_as_target_is_written_undoably(viewer, q
     assert not mine.data.any()
 
 
+@pytest.mark.perf
 def test_stop_ends_a_running_prediction_within_a_second(viewer, qtbot, rng, model_file, notifications):
     viewer.add_image(rng.integers(0, 255, (2048, 2048), dtype=np.uint8), name="big")
     widget = _widget(viewer)
@@ -261,7 +262,7 @@ def test_the_model_is_remembered_and_a_missing_shipped_model_is_explained(viewer
     assert widget.model_combo.currentData() == ""
     assert "no shipped model" in widget.status.text()
     monkeypatch.setattr(
-        "napari_unet.plugin.predict_widget.QFileDialog.getOpenFileName", lambda *a, **k: (str(model_file), "")
+        "napari_unet.plugin.model_choice.QFileDialog.getOpenFileName", lambda *a, **k: (str(model_file), "")
     )
     widget.model_combo.activated.emit(widget.model_combo.findText("Choose file..."))
     assert widget.model_combo.currentData() == str(model_file.resolve())

@@ -54,6 +54,20 @@ def assert_responsive(gaps: list[float]) -> None:
     assert len(worst) == 5 and worst[0] < FROZEN and worst[4] < SLUGGISH, [round(g, 3) for g in worst]
 
 
+def timed(obj, method: str, spans: list | None = None) -> list[tuple[float, float]]:
+    """Record the (start, end) of each call of ``obj.method`` into ``spans`` (a new list by default)."""
+    spans = [] if spans is None else spans
+    call = getattr(obj, method)
+
+    def timed_call(*args):
+        start = time.perf_counter()
+        call(*args)
+        spans.append((start, time.perf_counter()))
+
+    setattr(obj, method, timed_call)
+    return spans
+
+
 class Heartbeat:
     """The intervals between the ticks of a 10 ms timer, each with the time it ended."""
 
@@ -77,6 +91,7 @@ class Heartbeat:
         self.last = now
 
 
+@pytest.mark.perf
 def test_the_main_thread_stays_responsive_while_predict_runs_on_4096(make_napari_viewer, qtbot, tmp_path, rng):
     viewer = make_napari_viewer(show=True)
     viewer.add_image(rng.integers(0, 255, (SIDE, SIDE), dtype=np.uint8), name="big")
@@ -87,15 +102,7 @@ def test_the_main_thread_stays_responsive_while_predict_runs_on_4096(make_napari
     widget.output_combo.setCurrentIndex(widget.output_combo.findData("semantic"))
     widget.tile_spin.setValue(512)
     qtbot.wait(300)  # the first draws of the new image
-    writes = []
-    write = widget._write
-
-    def timed_write(job, plane):
-        start = time.perf_counter()
-        write(job, plane)
-        writes.append((start, time.perf_counter()))
-
-    widget._write = timed_write
+    writes = timed(widget, "_write")
     heartbeat = Heartbeat()
     pressed = time.perf_counter()
     widget.run()
@@ -133,6 +140,7 @@ def _excluding(gaps: list[tuple[float, float]], spans: list[tuple[float, float]]
     return [gap for i, (gap, _) in enumerate(gaps) if i not in left_out]
 
 
+@pytest.mark.perf
 def test_predict_train_and_batch_at_once_keep_the_main_thread_responsive(make_napari_viewer, qtbot, tmp_path, rng):
     """All three widgets busy together: the heartbeat never stalls, but where a result reaches a layer.
 
@@ -170,23 +178,7 @@ def test_predict_train_and_batch_at_once_keep_the_main_thread_responsive(make_na
     batch.output.setText(str(tmp_path / "out"))
     batch.model.setText(model_file)
     batch.device.setCurrentText("cpu")
-    reached: list[tuple[float, float]] = []
-    open_layer = batch._open
-
-    def timed_open(update):
-        start = time.perf_counter()
-        open_layer(update)
-        reached.append((start, time.perf_counter()))
-
-    batch._open = timed_open
-    write = predict._write
-
-    def timed_write(job, plane):
-        start = time.perf_counter()
-        write(job, plane)
-        reached.append((start, time.perf_counter()))
-
-    predict._write = timed_write
+    reached = timed(batch, "_open", timed(predict, "_write"))
     qtbot.waitUntil(train_widget.warmed_up, timeout=30000)
     qtbot.wait(300)
 

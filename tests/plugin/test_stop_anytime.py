@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core import predictor
-from napari_unet.core.config import ModelConfig
-from napari_unet.core.model import Model
+from napari_unet.core.predict import predictor
+from napari_unet.core.models.config import ModelConfig
+from napari_unet.core.models.model import Model
 from napari_unet.core.progress import Progress
-from napari_unet.core.sizing import ESTIMATING
+from napari_unet.core.predict.sizing import ESTIMATING
 from napari_unet.plugin.batch_widget import BatchWidget
 from napari_unet.plugin.predict_job import FinishedPlane
 from napari_unet.plugin.predict_widget import PredictWidget

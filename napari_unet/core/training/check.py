@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ModelConfig
-from ..metrics import InstanceCounts, overlaps
-from ..postprocess import instance_labels
+from ..models.config import ModelConfig
+from ..evaluation.metrics import InstanceCounts, overlaps
+from ..labels.postprocess import instance_labels
 from .scoring import Prediction
 
 FORGETTING_TOLERANCE = 0.02  # AP@0.5 a fine-tune may lose on the parent's own data and still be adopted
@@ -72,7 +72,7 @@ def region_counts(
     """AP@0.5 counts of ``labels`` against ``truth`` in each cell of a ``grid`` x ``grid`` cut of the reviewed box.
 
     Objects are matched over the whole image (IoU above 0.5, as
-    :func:`~napari_unet.core.metrics.match_instances`), then each counts in
+    :func:`~napari_unet.core.evaluation.metrics.match_instances`), then each counts in
     the cell of its centroid: a true object as a hit or a miss, an unmatched
     predicted object as a false positive. As there, an object with more than
     half of its pixels outside the reviewed region does not count. Always

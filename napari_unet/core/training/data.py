@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..axes import plane_layout
-from ..config import IGNORE_INDEX, ModelConfig, choices
-from ..normalize import normalize
-from ..sizing import smoothing_sigma
-from ..targets import instance_targets, semantic_targets
+from ..io.axes import plane_layout
+from ..models.config import IGNORE_INDEX, ModelConfig, choices
+from ..predict.normalize import normalize
+from ..predict.sizing import smoothing_sigma
+from ..labels.targets import instance_targets, semantic_targets
 from .config import AugmentConfig, TrainConfig
 
 
@@ -381,7 +381,7 @@ def resample(image: np.ndarray, coords: np.ndarray, zoom: float) -> np.ndarray:
     """Bilinear samples of a ``(C, Y, X)`` image at ``coords``; smoothed first when ``zoom < 1``.
 
     The smoothing is that of prediction's anti-aliased resize (Gaussian of
-    :func:`~napari_unet.core.sizing.smoothing_sigma`, mirrored edges), applied
+    :func:`~napari_unet.core.predict.sizing.smoothing_sigma`, mirrored edges), applied
     to the part of the image the patch covers only.
     """
     if zoom >= 1:

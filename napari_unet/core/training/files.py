@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ModelConfig
+from ..models.config import ModelConfig
 from ..errors import NapariUNetError
-from ..pairing import pair
-from ..sizing import check_object_size
-from ..stack_io import expand, read_stack
-from ..targets import object_diameters
+from ..io.pairing import pair
+from ..predict.sizing import check_object_size
+from ..io.stack_io import expand, read_stack
+from ..labels.targets import object_diameters
 from .data import Sample, make_samples
 
 def pair_files(
@@ -26,7 +26,7 @@ def pair_files(
 ) -> list[tuple[Path, Path, Path | None]]:
     """``(image, labels, mask or None)`` for each image; files or folders in, checked before any reading.
 
-    Paired by name (:func:`~napari_unet.core.pairing.pair`), or in sorted order with ``by_order``.
+    Paired by name (:func:`~napari_unet.core.io.pairing.pair`), or in sorted order with ``by_order``.
     """
     image_files = expand(images)
     label_files = pair(image_files, expand(labels), "labels", by_order=by_order)
@@ -75,7 +75,7 @@ def scale_to(samples: Sequence[Sample], object_size: float) -> list[Sample]:
     """Give each sample the zoom that brings its median object to ``object_size`` pixels.
 
     Raises :class:`NapariUNetError` for a sample whose objects would need a zoom beyond what
-    prediction allows (:func:`~napari_unet.core.sizing.check_object_size`): labels of one or two
+    prediction allows (:func:`~napari_unet.core.predict.sizing.check_object_size`): labels of one or two
     pixels, say, which would be blown up twenty times into patches of gigabytes.
     """
     out = []

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..model import Model
+from ..models.model import Model
 from .check import Comparison, adopt, compare, forgot, prediction_counts
 from .config import TrainConfig
 from .data import Sample, split_validation

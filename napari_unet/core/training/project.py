@@ -27,8 +27,8 @@ import numpy as np
 import tifffile
 
 from ..errors import NapariUNetError
-from ..files import atomic_path
-from ..stack_io import write_labels
+from ..io.files import atomic_path
+from ..io.stack_io import write_labels
 
 INDEX_FILE = "project.json"
 INDEX_VERSION = 1

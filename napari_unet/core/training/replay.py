@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ModelConfig
+from ..models.config import ModelConfig
 from ..errors import ModelFileError
-from ..targets import instance_targets
+from ..labels.targets import instance_targets
 from .data import Sample
 
 SUFFIX = ".replay.npz"

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ModelConfig, ThresholdsConfig
-from ..metrics import InstanceCounts, match_instances, mean_iou
-from ..inference import Segmenter
-from ..model import Model
-from ..postprocess import instance_labels, semantic_labels
+from ..models.config import ModelConfig, ThresholdsConfig
+from ..evaluation.metrics import InstanceCounts, match_instances, mean_iou
+from ..predict.inference import Segmenter
+from ..models.model import Model
+from ..labels.postprocess import instance_labels, semantic_labels
 from ..progress import run
 from .data import Sample
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 
-from ..config import ModelConfig, ThresholdsConfig
+from ..models.config import ModelConfig, ThresholdsConfig
 from .scoring import Prediction, Score, score_predictions
 
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

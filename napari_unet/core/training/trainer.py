@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..config import IGNORE_INDEX
+from ..models.config import IGNORE_INDEX
 from ..devices import resolve_device
-from ..losses import WEIGHTED, deep_supervision, loss_for_outputs
-from ..model import Model
-from ..weightmap import unet_weight_map
+from .losses import WEIGHTED, deep_supervision, loss_for_outputs
+from ..models.model import Model
+from .weightmap import unet_weight_map
 from .check import Comparison
 from .check import verdict as check_verdict
 from .config import TrainConfig
@@ -451,7 +451,7 @@ def warm_up() -> None:
     training widget opens, so the first run neither waits for it nor makes the
     viewer stutter. Two steps of a tiny network on a synthetic 96 x 96 image.
     """
-    from ..config import ModelConfig
+    from ..models.config import ModelConfig
     from .data import make_samples
 
     model = Model.from_config(ModelConfig(network={"depth": 1, "width": 2}, tile=64, overlap=16))
