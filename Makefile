@@ -35,10 +35,13 @@ system-deps:
 			libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1 >/dev/null; \
 	fi
 
-# The whole suite under PyQt5, then the widget tests again under PyQt6 (napari's default binding).
+# The whole suite under PyQt5, then the widget tests again under PyQt6 (napari's default binding);
+# the tests that measure wall-clock time (marker `perf`) on their own at the end, on a machine no
+# longer busy with the others.
 test: env system-deps
-	QT_API=pyqt5 PYTEST_QT_API=pyqt5 $(XVFB) $(PY) -m pytest
-	QT_API=pyqt6 PYTEST_QT_API=pyqt6 $(XVFB) $(PY) -m pytest -q tests/plugin
+	QT_API=pyqt5 PYTEST_QT_API=pyqt5 $(XVFB) $(PY) -m pytest -m "not perf"
+	QT_API=pyqt6 PYTEST_QT_API=pyqt6 $(XVFB) $(PY) -m pytest -q -m "not perf" tests/plugin
+	QT_API=pyqt5 PYTEST_QT_API=pyqt5 $(XVFB) $(PY) -m pytest -q -m perf
 
 # With a display: napari opens with the widgets and a sample that the default model segments.
 # Without one: the same runs under Xvfb and what napari shows is saved to run.png.
