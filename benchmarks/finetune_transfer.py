@@ -48,9 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from napari_unet import load_model, segment  # noqa: E402
-from napari_unet.core.metrics import match_instances  # noqa: E402
+from napari_unet.core.evaluation.metrics import match_instances
 from napari_unet.core.progress import run  # noqa: E402
-from napari_unet.core.sizing import median_diameter  # noqa: E402
+from napari_unet.core.predict.sizing import median_diameter
 from napari_unet.core.training import FineTune, TrainConfig, make_samples  # noqa: E402
 from napari_unet.core.training.files import scale_to  # noqa: E402
 
@@ -169,6 +169,7 @@ def main() -> None:
                     "tag": args.tag, "settings": overrides, "minutes": minutes, "seed": seed,
                     "preparation": own, "corrected": corrected, "steps": result.steps,
                     "seconds": result.seconds, "timing": result.timing, "adopted": bool(result.improved),
+                    "blend": result.blend,
                     "check": result.finetuned.config.provenance.get("check"),
                     "scores": scores(result.finetuned, prep, dsb_ids),
                 }
@@ -185,6 +186,10 @@ def main() -> None:
 
 def table(results: dict, prep: dict[str, str]) -> str:
     """Markdown: per settings and length, the mean over runs of each change, and how often the check agreed.
+
+    The fine-tuned model scored is the one the run offers (pulled halfway back to the default when the
+    whole fine-tune forgot and the halfway one passed the checks: "halfway"), adopted or not; "adopted:
+    min" is the worst DSB change among the models adopted (otherwise the user keeps the default).
 
     "verdict agrees": adopted exactly when the preparation's other images got better; "sign agrees":
     the check's held-out gain has the sign of that change.
@@ -205,12 +210,16 @@ def table(results: dict, prep: dict[str, str]) -> str:
         sign = sum(c is not None and (c["gain"] > 0) == (g > 0) for c, g in zip(checked, own))
         share = statistics.median(r["timing"]["steps"] / r["seconds"] for r in runs)
         elsewhere = [v for x in s for v in x["elsewhere"].values()]
+        halfway = sum(r.get("blend", 1.0) < 1 for r in runs)
+        kept = [x["dsb"] for r, x in zip(runs, s) if r["adopted"]]  # the model the user goes on with
         lines.append(
             f"| {tag} | {minutes:g} | {len(runs)} | {statistics.median(r['steps'] for r in runs):.0f} | "
             f"{np.mean(own):+.3f} (min {min(own):+.3f}) | {np.mean([x['own'][1] for x in s]):+.3f} | "
             f"{np.mean(elsewhere):+.3f}, {min(elsewhere):+.3f} | "
-            f"{np.mean([x['dsb'] for x in s]):+.3f} (min {min(x['dsb'] for x in s):+.3f}) | "
-            f"{sum(r['adopted'] for r in runs)}/{len(runs)} | {agree}/{len(runs)} | {sign}/{len(runs)} | {share:.0%} |"
+            f"{np.mean([x['dsb'] for x in s]):+.3f} (min {min(x['dsb'] for x in s):+.3f}; adopted: min "
+            f"{min(kept, default=0.0):+.3f}) | {sum(r['adopted'] for r in runs)}/{len(runs)}"
+            + (f" ({halfway} halfway)" if halfway else "")
+            + f" | {agree}/{len(runs)} | {sign}/{len(runs)} | {share:.0%} |"
         )
     return "\n".join(lines)
 
