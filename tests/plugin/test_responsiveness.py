@@ -34,7 +34,7 @@ import pytest
 import tifffile
 from qtpy.QtCore import QTimer
 
-from napari_unet.plugin import train_widget
+from napari_unet.plugin.warm_up import warmed_up
 
 from ..conftest import small_model
 from .conftest import wait_for
@@ -130,11 +130,10 @@ def test_the_main_thread_stays_responsive_while_predict_runs_on_4096(make_napari
 def _excluding(gaps: list[tuple[float, float]], spans: list[tuple[float, float]]) -> list[float]:
     """The heartbeat gaps but those that overlap one of ``spans`` (start, end) and the one after each span
     (napari drawing what the span changed)."""
-    ends = [end for _, end in gaps]
     left_out = set()
     for start, stop in spans:
         left_out |= {i for i, (gap, end) in enumerate(gaps) if end - gap < stop and end > start}
-        after = next((i for i, end in enumerate(ends) if end > stop), None)
+        after = next((i for i, (gap, end) in enumerate(gaps) if end - gap >= stop), None)  # the first one begun after
         if after is not None:
             left_out.add(after)
     return [gap for i, (gap, _) in enumerate(gaps) if i not in left_out]
@@ -179,7 +178,7 @@ def test_predict_train_and_batch_at_once_keep_the_main_thread_responsive(make_na
     batch.model.setText(model_file)
     batch.device.setCurrentText("cpu")
     reached = timed(batch, "_open", timed(predict, "_write"))
-    qtbot.waitUntil(train_widget.warmed_up, timeout=30000)
+    qtbot.waitUntil(warmed_up, timeout=30000)
     qtbot.wait(300)
 
     trainer.train()

@@ -17,7 +17,7 @@ from napari.utils.notifications import NotificationSeverity
 from napari_unet.core.models.model import load_model
 from napari_unet.core.training import TrainResult
 from napari_unet.core.training.project import INDEX_FILE, load_project
-from napari_unet.plugin import train_widget
+from napari_unet.plugin.warm_up import warmed_up
 from napari_unet.plugin.layers import predicted_fingerprint, writing_prediction
 
 from ..conftest import dsb_path, small_model
@@ -210,7 +210,7 @@ def test_the_viewer_stays_responsive_while_the_widget_trains(make_napari_viewer,
     _steps(widget, 1000)
     # Opening the widget imports torch's optimizer machinery in the background, once a session (~2 s):
     # the few stalls of those imports are over by the time someone has corrected labels and presses Train.
-    qtbot.waitUntil(train_widget.warmed_up, timeout=30000)
+    qtbot.waitUntil(warmed_up, timeout=30000)
     qtbot.wait(300)
     heartbeat = Heartbeat()
     t0 = time.perf_counter()
