@@ -367,8 +367,13 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         if adopted:
             self.model_combo.setCurrentIndex(self.model_combo.findData(VERSION))
             self.predict_current()
-        elif parent_row is not None:
-            self.versions_list.setCurrentRow(parent_row)
+        else:  # the model in use stays selected; the new version is one click away
+            if parent_row is not None:
+                self.versions_list.setCurrentRow(parent_row)
+            self.verdict_label.setText(
+                f"{text}\nTo try the fine-tuned version anyway, select '{label}' under model versions and press "
+                "'Predict with version'."
+            )
 
     def _on_finished(self) -> None:
         job = self._job

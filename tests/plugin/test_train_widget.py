@@ -77,6 +77,10 @@ def test_training_a_few_steps_lists_a_version_keeps_the_corrections_and_predicts
     assert isinstance(result, TrainResult) and result.steps == 4 and not result.stopped
     assert [name.split(":")[0] for name, _ in widget.versions] == ["start", "v1"]
     assert result.verdict() in widget.verdict_label.text()
+    # Four steps of a random model are not better: the model in use stays selected, and the verdict says
+    # where the new version is.
+    assert result.improved is False
+    assert widget.versions_list.currentRow() == 0 and "select 'v1:" in widget.verdict_label.text()
     said = messages(notifications, NotificationSeverity.INFO) + messages(notifications, NotificationSeverity.WARNING)
     assert any(result.verdict() in m for m in said), said
     assert not messages(notifications)
