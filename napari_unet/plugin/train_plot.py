@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
 
 from ..core.training import TrainUpdate
-
 
 
 class TrainPlot(QWidget):

@@ -31,7 +31,6 @@ from .predict_job import copy_for_worker
 from .train_job import TrainEntry
 
 
-
 REVIEWED = {
     "whole": "The whole image",
     "shapes": "Inside a Shapes layer",

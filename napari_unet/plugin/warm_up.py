@@ -17,7 +17,6 @@ from ..core.training.trainer import warm_up
 from .workers import start_worker
 
 
-
 _warm_up = {"started": False, "done": False}
 WARM_UP_WAIT = 60.0  # seconds an exiting interpreter waits for the warm-up worker
 
