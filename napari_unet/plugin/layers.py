@@ -132,8 +132,8 @@ class writing_prediction:
     :func:`follow_predictions`.
     """
 
-    def __init__(self, layer, index: tuple[int, ...]):
-        self.layer, self.index = layer, tuple(index)
+    def __init__(self, layer, index: tuple[int, ...], written: int | None = None):
+        self.layer, self.index, self.written = layer, tuple(index), written  # written: the plane's fingerprint, if known
 
     def __enter__(self):
         self.layer.metadata[WRITING] = True
@@ -142,7 +142,8 @@ class writing_prediction:
     def __exit__(self, exc_type, exc, tb):
         self.layer.metadata.pop(WRITING, None)
         if exc_type is None:
-            self.layer.metadata.setdefault(PREDICTED, {})[self.index] = fingerprint(self.layer.data[self.index])
+            written = self.written if self.written is not None else fingerprint(self.layer.data[self.index])
+            self.layer.metadata.setdefault(PREDICTED, {})[self.index] = written
             emitter = getattr(self.layer.events, WRITTEN_EVENT, None)
             if emitter is not None:
                 emitter(plane=self.index)

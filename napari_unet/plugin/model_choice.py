@@ -82,9 +82,8 @@ class ModelCombo(QComboBox):
         self.activated.connect(self._on_activated)
         self.fill()
 
-    def fill(self, wanted: str | None = None) -> bool:
-        """List the models again, keeping ``wanted`` (by default the current choice) selected; whether
-        any model is offered."""
+    def fill(self, wanted: str | None = None) -> None:
+        """List the models again, keeping ``wanted`` (by default the current choice) selected."""
         current = self.currentData()
         if wanted is None:
             wanted = current if current not in (None, CHOOSE_FILE) else self.settings.value(CHOSEN_KEY, "")
@@ -92,13 +91,16 @@ class ModelCombo(QComboBox):
         for label, data in self.extra():
             self.addItem(label, data)
         add_model_items(self, self.settings)
-        offered = self.count() > 0
-        if not offered:
+        if self.count() == 0:
             self.addItem("no model: choose a file", "")
         self.addItem("Choose file...", CHOOSE_FILE)
         index = self.findData(wanted)
         self.setCurrentIndex(index if index >= 0 else 0)
-        return offered
+
+    @property
+    def offers_a_model(self) -> bool:
+        """Whether any model is listed (else only a hint to choose a file)."""
+        return self.findData("") < 0
 
     def _on_activated(self, index: int) -> None:
         if self.itemData(index) != CHOOSE_FILE:

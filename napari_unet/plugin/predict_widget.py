@@ -45,6 +45,7 @@ from .layers import (
     image_axes,
     labels_shape,
     plane_at_cursor,
+    predicted_fingerprint,
 )
 from .model_choice import ModelCombo
 from .object_size_box import ObjectSizeBox
@@ -136,7 +137,7 @@ class PredictWidget(QWidget):
             self.status,
         )
 
-        if self.model_combo.findData("") >= 0:
+        if not self.model_combo.offers_a_model:
             self.status.setText(
                 "This installation has no shipped model yet: choose a model file (.safetensors) under 'model'."
             )
@@ -364,10 +365,10 @@ class PredictWidget(QWidget):
                 show_info(f"kept the edits in plane {index} of '{layer.name}'")
                 return
         # Nothing to undo in a layer made for this result.
-        if write_labels(layer, index, plane.data, undoable=not (job.new_target and not current.any())):
+        undoable = not (job.new_target and not current.any())
+        if write_labels(layer, index, plane.data, undoable=undoable, data_fingerprint=plane.fingerprint):
             show_info(f"'{layer.name}' now holds {layer.data.dtype} labels, to fit the ids (its undo history is reset)")
-        same = plane.fingerprint is not None and plane.data.dtype == layer.data.dtype
-        self._written[(layer.unique_id, index)] = plane.fingerprint if same else fingerprint(layer.data[index])
+        self._written[(layer.unique_id, index)] = predicted_fingerprint(layer, index)  # computed once, when written
         job.written += 1
 
     def _on_finished(self) -> None:

@@ -81,11 +81,18 @@ def ask(parent, question: str) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
-def write_labels(layer, index: tuple[int, ...], data: np.ndarray, *, undoable: bool) -> bool:
+def write_labels(
+    layer, index: tuple[int, ...], data: np.ndarray, *, undoable: bool, data_fingerprint: int | None = None
+) -> bool:
     """Write a predicted plane into a Labels layer as a widget's prediction (:class:`.layers.writing_prediction`),
-    widening the layer's type when the ids need it (then True); as one undo step when ``undoable``."""
+    widening the layer's type when the ids need it (then True); as one undo step when ``undoable``.
+
+    ``data_fingerprint``: ``data``'s, when already known (computed in the worker); it stands for the
+    plane written unless the layer's type differs from ``data``'s.
+    """
     widened = widen_for(layer, int(data.max()) if data.size else 0)
-    with writing_prediction(layer, index):  # the Correct & Train widget tells these writes from the user's
+    known = data_fingerprint if data.dtype == layer.data.dtype else None
+    with writing_prediction(layer, index, known):  # the Correct & Train widget tells these writes from the user's
         if undoable:
             with layer.block_history():
                 write_undoable(layer, index, data)

@@ -104,7 +104,7 @@ class Versions:
             if not self._present(layer):
                 return
             index = job.layer_index(update.index)
-            write_labels(layer, index, update.data, undoable=False)
+            write_labels(layer, index, update.data, undoable=False, data_fingerprint=update.fingerprint)
             job.written += 1
             self.status.setText(f"Predicted the plane on screen with the selected version into '{layer.name}'.")
         elif isinstance(update, Failure):

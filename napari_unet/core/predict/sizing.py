@@ -17,14 +17,14 @@ where it settles on at least :data:`MIN_OBJECTS` objects. If nothing is found
 at the native scale, that search from far below comes first too; only if it
 does not settle is a ladder of zooms tried, where the one that finds the most
 objects of plausible size wins (pieces outnumber whole nuclei, so the ladder
-is the last resort). A model fine-tuned on nuclei of one size breaks larger
-ones into pieces at twice their zoom: a search from a quarter, as before,
-started there for nuclei of 100 to 180 px. The
-pieces can also grow ever smaller as the search zooms in after them, until it
-finds nothing: then too the search from below decides, and the ladder only if
-it does not settle. Crowded
-small objects made far too small merge into clumps, which can look settled
-as well: between two settled zooms, the one that holds up at half of it wins.
+is the last resort). The eighth matters: a model fine-tuned on nuclei of one
+size breaks nuclei twice as large into pieces too, so for nuclei of 100 to
+180 px a search from a quarter of the zoom settled on the pieces. The pieces
+can also grow ever smaller as the search zooms in after them, until it finds
+nothing: then too the search from below decides, and the ladder only if it
+does not settle. Crowded small objects made far too small merge into clumps,
+which can look settled as well: between two settled zooms, the one that holds
+up at half of it wins.
 """
 
 from __future__ import annotations
