@@ -127,15 +127,16 @@ def test_the_main_thread_stays_responsive_while_predict_runs_on_4096(make_napari
     assert write_end - write_start < SLUGGISH, f"writing the result took {write_end - write_start:.3f} s"
 
 
+DRAWING = 0.5  # s after a result reaches a layer in which napari's drawing of it is left out (a few frames)
+
+
 def _excluding(gaps: list[tuple[float, float]], spans: list[tuple[float, float]]) -> list[float]:
-    """The heartbeat gaps but those that overlap one of ``spans`` (start, end) and the one after each span
-    (napari drawing what the span changed)."""
+    """The heartbeat gaps but those that overlap one of ``spans`` (start, end) or begin within
+    :data:`DRAWING` after one (napari drawing the new layer: under software OpenGL a first draw, its
+    thumbnail and its controls came as two or three gaps of 0.2-0.5 s)."""
     left_out = set()
     for start, stop in spans:
-        left_out |= {i for i, (gap, end) in enumerate(gaps) if end - gap < stop and end > start}
-        after = next((i for i, (gap, end) in enumerate(gaps) if end - gap >= stop), None)  # the first one begun after
-        if after is not None:
-            left_out.add(after)
+        left_out |= {i for i, (gap, end) in enumerate(gaps) if end - gap < stop + DRAWING and end > start}
     return [gap for i, (gap, _) in enumerate(gaps) if i not in left_out]
 
 
@@ -145,8 +146,9 @@ def test_predict_train_and_batch_at_once_keep_the_main_thread_responsive(make_na
 
     Making a layer and drawing it are napari's own work on the main thread (see the README): Predict
     makes its layer when Run is pressed (before the heartbeat starts) and writes its result into it at the
-    end, Batch makes a layer for each finished output. Those moments, and napari's drawing right after
-    each, are timed and left out; everything else must stay responsive, as for one widget alone.
+    end, Batch makes a layer for each finished output. Those moments, and napari's drawing in the
+    half second after each, are timed and left out; everything else must stay responsive, as for one
+    widget alone (before workers left a thread of Qt's pool free, it stopped for 12 to 19 s).
     """
     from .test_train_widget import _real, _steps, _wait
     from .test_train_widget import _widget as train_dock
