@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core.errors import NapariUNetError
 from ..core.evaluation.evaluate import BASELINES, format_table, iter_evaluate, write_report
 from ..core.progress import run
-from .options import add_model_options, add_tiling_options, channel_list, positive_float, positive_int
+from .options import add_image_set_options, add_model_options, add_tiling_options, positive_float, positive_int
 from .progressbar import ProgressBar
 
 
@@ -21,8 +21,7 @@ def add_parser(sub) -> None:
         "recall and F1 at IoU 0.5..0.9 (pooled over objects); semantic models get pixel accuracy, mean class "
         "accuracy, IoU, Dice, max F-beta and MAE. Prints a table and writes the full report as JSON.",
     )
-    p.add_argument("--images", nargs="+", required=True, help="image TIFFs or folders")
-    p.add_argument("--labels", nargs="+", required=True, help="ground-truth label TIFFs or folders, one per image")
+    add_image_set_options(p, labels="ground-truth label")
     add_model_options(p)
     add_tiling_options(p)
     p.add_argument("--json", help="write the report (pooled and per image) to this JSON file")
@@ -33,11 +32,6 @@ def add_parser(sub) -> None:
         help="typical object diameter (px), for the model's rescaling and the baseline's seeds (default: estimated)",
     )
     p.add_argument("--min-size", type=positive_int, default=10, help="drop objects smaller than this (pixels)")
-    p.add_argument("--axes", help="axes of the images (default: from the files)")
-    p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
-    p.add_argument(
-        "--pair-by-order", action="store_true", help="pair images with labels in sorted order when their names do not pair"
-    )
     p.set_defaults(run=main)
 
 

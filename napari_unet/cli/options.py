@@ -16,6 +16,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default: auto)")
 
 
+def add_image_set_options(parser: argparse.ArgumentParser, *, labels: str, masks: bool = False) -> None:
+    """Images with their labels (``labels``: what the labels are), paired by name or by order."""
+    parser.add_argument("--images", nargs="+", required=True, help="image TIFFs or folders")
+    parser.add_argument("--labels", nargs="+", required=True, help=f"{labels} TIFFs or folders, one per image")
+    if masks:
+        parser.add_argument("--masks", nargs="+", help="reviewed-region TIFFs (nonzero = reviewed), one per image")
+    parser.add_argument("--axes", help="axes of the images (default: from the files)")
+    parser.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
+    parser.add_argument(
+        "--pair-by-order",
+        action="store_true",
+        help="pair images with labels" + (" (and masks)" if masks else "") + " in sorted order when their names do not pair",
+    )
+
+
 def add_tiling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=positive_int, default=None, help="tile side in pixels (default: the model's)")
     parser.add_argument(

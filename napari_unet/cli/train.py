@@ -17,7 +17,7 @@ from ..core.models.model import Model, check_model_output, load_model
 from ..core.progress import run
 from ..core.training import FineTune, Stage, TrainConfig
 from ..core.training.files import check_objects, load_samples, median_object_size, pair_files, scale_to
-from .options import channel_list, positive_float, positive_int, settings_error
+from .options import add_image_set_options, positive_float, positive_int, settings_error
 
 
 DEFAULT_MINUTES = 2.0  # as the widget: the length the fine-tuning benchmark chose its recipe at
@@ -39,9 +39,7 @@ def add_parser(sub) -> None:
         "reviewed masks (when given) are ignored. Part of the reviewed data is held out to check that the "
         "result beats the starting model; a model that does not is reported and not written.",
     )
-    p.add_argument("--images", nargs="+", required=True, help="image TIFFs or folders")
-    p.add_argument("--labels", nargs="+", required=True, help="labels TIFFs or folders, one per image")
-    p.add_argument("--masks", nargs="+", help="reviewed-region TIFFs (nonzero = reviewed), one per image")
+    add_image_set_options(p, labels="labels", masks=True)
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--from", dest="start", default="default", help="default | PATH | scratch (default: default)")
     p.add_argument("--task", choices=choices(ModelConfig, "task"), default="instances", help="for --from scratch")
@@ -71,16 +69,10 @@ def add_parser(sub) -> None:
     p.add_argument("--patch", type=positive_int, help="training patch side (pixels)")
     p.add_argument("--batch-size", type=positive_int, help="patches per step")
     p.add_argument("--seed", type=int, help="random seed of the initial weights, patches and augmentation")
-    p.add_argument("--axes", help="axes of the images (default: from the files)")
-    p.add_argument("--channels", type=channel_list, help="image channels to feed the model, e.g. 0 or 1,0")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--force", action="store_true", help="write the result even if it did not beat the parent")
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file that is not a napari-unet model"
-    )
-    p.add_argument(
-        "--pair-by-order", action="store_true",
-        help="pair images with labels (and masks) in sorted order when their names do not pair",
     )
     p.set_defaults(run=main)
 

@@ -55,15 +55,8 @@ class Model:
         if net.architecture == "u2net":
             network: UNet | U2Net = U2Net(net.in_channels, net.out_channels, variant=net.variant)
         else:
-            network = UNet(
-                net.in_channels,
-                net.out_channels,
-                depth=net.depth,
-                width=net.width,
-                padding=net.padding,
-                batch_norm=net.batch_norm,
-                upsampling=net.upsampling,
-            )
+            shape = net.model_dump(include={"depth", "width", "padding", "batch_norm", "upsampling"})
+            network = UNet(net.in_channels, net.out_channels, **shape)
         return cls(network.eval(), config)
 
     @property

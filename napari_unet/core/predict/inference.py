@@ -272,10 +272,11 @@ def iter_predict(
     k = model.config.network.out_channels
     out = np.empty(layout.iter_shape + (k,) + layout.out_shape[-2:], dtype=np.float32)
 
-    def keep(index, prob):
-        out[index] = prob
-
-    yield from _walk(layout, image, seg, keep)
+    for update in _iter_planes(layout, image, seg, "tiles"):
+        if isinstance(update, PlaneResult):
+            out[update.index] = update.data
+        else:
+            yield update
     return out
 
 
@@ -316,17 +317,21 @@ def iter_labels(
     :class:`~napari_unet.core.labels.stack_ids.StackIds`).
     """
     label = _labeller(seg, layout, output, min_size, stitch_z)
-    yield from _walk(layout, image, seg, lambda index, prob: consume(index, label(index, prob)), stage)
+    for update in _iter_planes(layout, image, seg, stage):
+        if isinstance(update, PlaneResult):
+            consume(update.index, label(update.index, update.data))
+        else:
+            yield update
 
 
 def iter_planes(
     image,
     model: Model | Segmenter | str | os.PathLike,
     *,
+    planes: Iterable[tuple[int, ...]] | None = None,
+    output: PlaneOutput = "instances",
     axes: str | None = None,
     channels: Sequence[int] | None = None,
-    output: PlaneOutput = "instances",
-    planes: Iterable[tuple[int, ...]] | None = None,
     min_size: int = 10,
     **segmenter_kwargs,
 ) -> Generator[Progress | Notice | PlaneResult, None, None]:
@@ -334,12 +339,12 @@ def iter_planes(
 
     Takes the arguments of :func:`segment`, and
 
+    planes : iterable of tuple of int, optional
+        Indices over the iterated axes (``()`` for a 2D image); all planes by default.
     output : {"instances", "semantic", "probabilities"}
         What each :class:`PlaneResult` holds: ``(Y, X)`` uint32 instance ids
         (unique over the planes done here), ``(Y, X)`` class ids, or ``(K, Y, X)``
         float32 probabilities.
-    planes : iterable of tuple of int, optional
-        Indices over the iterated axes (``()`` for a 2D image); all planes by default.
 
     Yields :class:`~napari_unet.core.progress.Progress` after each batch of
     tiles, :class:`~napari_unet.core.progress.Notice` for fallbacks, and a
@@ -379,21 +384,6 @@ def _labeller(
         return plane if ids is None else ids(index, plane)
 
     return label
-
-
-def _walk(
-    layout: PlaneLayout,
-    image,
-    seg: Segmenter,
-    consume: Callable[[tuple[int, ...], np.ndarray], None],
-    stage: str = "tiles",
-) -> Generator[Progress | Notice, None, None]:
-    """Probabilities of each plane in turn, handed to ``consume(index, prob)`` as soon as done."""
-    for update in _iter_planes(layout, image, seg, stage):
-        if isinstance(update, PlaneResult):
-            consume(update.index, update.data)
-        else:
-            yield update
 
 
 def _iter_planes(
@@ -445,15 +435,8 @@ def predict(image, model: Model | Segmenter | str | os.PathLike, **kwargs) -> np
         Axis letters (``TZCYXS`` subset); guessed when not given.
     channels : sequence of int, optional
         Image channels to feed the model, in order.
-    device : str
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
-    tile : int, optional
-        Largest tile side (the model's own by default).
-    overlap : float, optional
-        Output shared by adjacent tiles: a fraction of the tile (< 1) or
-        pixels (>= 1); the model's own (pixels) by default.
-    batch_size : int
-        Tiles per forward pass.
+    device, tile, overlap, batch_size
+        As for :class:`Segmenter` (``device="auto"``: CUDA, then MPS, then CPU).
     object_size : float, "auto" or None
         Object diameter in the image (pixels), for models that rescale to the
         size they were trained at; ``"auto"`` (default) estimates it.
