@@ -17,10 +17,10 @@ from qtpy.QtWidgets import QComboBox, QFileDialog
 
 from ..core.errors import NapariUNetError
 from ..core.models.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
+from .preferences import Preferences
 
 RECENT_MODELS = 5
 RECENT_KEY = "predict/recent_models"
-CHOSEN_KEY = "predict/model"  # the model chosen last, which a new widget starts with
 CHOOSE_FILE = "\0choose"
 
 
@@ -71,13 +71,18 @@ class ModelCombo(QComboBox):
     """The model list: ``extra()`` items first (a widget's own, such as a trained version), the shipped
     models, the recent files, and *Choose file...*, which opens a file dialog.
 
-    ``remember``: whether choosing a model makes it the one new widgets start with.
+    ``remember``: whether choosing a model makes it the one new widgets start with (the ``model``
+    preference, :mod:`.preferences`).
     """
 
     def __init__(self, settings: QSettings, *, where: str, extra: Callable[[], list[tuple[str, str]]] = list,
                  remember: bool = True):
         super().__init__()
         self.settings, self.where, self.extra, self.remember = settings, where, extra, remember
+        self.preferences = Preferences(settings)
+        preferred = self.preferences.get("model")
+        if remember and preferred not in BUILTIN_MODELS and Path(preferred).is_file():  # set in napari's Preferences
+            self.preferences.set("model", remember_model(settings, preferred))
         self.files = ModelFiles()
         self.activated.connect(self._on_activated)
         self.fill()
@@ -86,7 +91,7 @@ class ModelCombo(QComboBox):
         """List the models again, keeping ``wanted`` (by default the current choice) selected."""
         current = self.currentData()
         if wanted is None:
-            wanted = current if current not in (None, CHOOSE_FILE) else self.settings.value(CHOSEN_KEY, "")
+            wanted = current if current not in (None, CHOOSE_FILE) else self.preferences.get("model")
         self.clear()
         for label, data in self.extra():
             self.addItem(label, data)
@@ -105,7 +110,7 @@ class ModelCombo(QComboBox):
     def _on_activated(self, index: int) -> None:
         if self.itemData(index) != CHOOSE_FILE:
             if self.remember:
-                self.settings.setValue(CHOSEN_KEY, self.itemData(index))
+                self.preferences.set("model", self.itemData(index))
             return
         recent = recent_models(self.settings)
         path, _ = QFileDialog.getOpenFileName(
@@ -128,7 +133,7 @@ class ModelCombo(QComboBox):
         if path not in BUILTIN_MODELS:
             path = remember_model(self.settings, path)
         if self.remember:
-            self.settings.setValue(CHOSEN_KEY, path)
+            self.preferences.set("model", path)
         self.fill(path)
         return True
 

@@ -49,6 +49,7 @@ from .layers import (
 )
 from .model_choice import ModelCombo
 from .object_size_box import ObjectSizeBox
+from .preferences import Preferences
 from .predict_job import (
     Failure,
     FinishedPlane,
@@ -110,7 +111,7 @@ class PredictWidget(QWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItem("Plane on screen", "plane")
         self.scope_combo.addItem("Whole stack", "stack")
-        self.device_combo = DeviceCombo(self.settings)
+        self.device_combo = DeviceCombo(Preferences(self.settings))
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 8192)
         self.tile_spin.setSingleStep(64)

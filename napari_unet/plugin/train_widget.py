@@ -46,6 +46,7 @@ from .layer_choice import fill_layer_combo, present
 from .lifetime import when_removed
 from .layers import image_array, image_axes, labels_shape
 from .model_choice import ModelCombo
+from .preferences import Preferences
 from .predict_job import Failure
 from .train_job import Prepared, Saved, TrainJob, train_job
 from .train_plot import TrainPlot
@@ -116,7 +117,8 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         self.unit_combo.addItem("steps", "steps")
         self.unit_combo.setCurrentIndex(max(0, self.unit_combo.findData(self.settings.value("train/unit", "minutes"))))
         self.project_edit = QLineEdit()
-        self.project_edit.setPlaceholderText("~/napari-unet-projects/<image name>")
+        projects = Preferences(self.settings).projects_folder() or Path("~/napari-unet-projects")
+        self.project_edit.setPlaceholderText(str(projects / "<image name>"))
         self.project_button = QPushButton("...")
         self.load_button = QPushButton("Load project")
         self.train_button, self.stop_button = action_buttons("Train")
@@ -272,7 +274,9 @@ class TrainWidget(TrainingSet, Versions, QWidget):
 
     def project_folder(self, pairs: list[TrainPair]) -> Path:
         text = self.project_edit.text().strip()
-        return Path(text).expanduser() if text else default_project_folder(pairs[0].image.name)
+        if text:
+            return Path(text).expanduser()
+        return default_project_folder(pairs[0].image.name, Preferences(self.settings).projects_folder())
 
     def _prepare(self) -> tuple[TrainJob, list[TrainPair]]:
         pairs = list(self.pairs) or [self.current_pair()]

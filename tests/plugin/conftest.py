@@ -9,10 +9,12 @@ import os
 
 import pytest
 import torch
+from napari import settings as napari_settings
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from qtpy.QtCore import QSettings
 
 from napari_unet.plugin import predict_widget, result_layer
+from napari_unet.plugin.preferences import PLUGIN
 
 
 def pytest_collection_modifyitems(items):
@@ -30,6 +32,13 @@ def settings(tmp_path, monkeypatch) -> QSettings:
     path = str(tmp_path / "settings.ini")
     monkeypatch.setattr(predict_widget, "default_settings", lambda: QSettings(path, QSettings.Format.IniFormat))
     return predict_widget.default_settings()
+
+
+@pytest.fixture(autouse=True)
+def preferences(tmp_path, monkeypatch):
+    """napari's settings of the plugin (its Preferences) in a folder of this test, not the user's."""
+    monkeypatch.setattr(napari_settings, "_PLUGIN_SETTINGS", {})
+    return napari_settings.get_plugin_settings(PLUGIN, path_dir=tmp_path / "napari").preferences
 
 
 @pytest.fixture(autouse=True)

@@ -50,9 +50,9 @@ class ProjectEntry:
     image_file: Path | None
 
 
-def default_project_folder(image_name: str) -> Path:
-    """``~/napari-unet-projects/<image name>``."""
-    return Path.home() / "napari-unet-projects" / safe_name(image_name)
+def default_project_folder(image_name: str, projects: Path | None = None) -> Path:
+    """``<projects>/<image name>``; ``projects`` is ``~/napari-unet-projects`` by default."""
+    return (Path.home() / "napari-unet-projects" if projects is None else projects) / safe_name(image_name)
 
 
 def safe_name(name: str) -> str:
