@@ -15,7 +15,9 @@ from ..core.devices import DEVICE_CHOICES
 from ..core.errors import NapariUNetError
 from ..core.models.model import Model, check_model_output, load_model
 from ..core.progress import run
+from ..core.batch.cluster import parse_scheduler
 from ..core.training import FineTune, Stage, TrainConfig
+from ..core.training.remote import RemoteFineTune
 from ..core.training.files import check_objects, load_samples, median_object_size, pair_files, scale_to
 from .options import add_image_set_options, positive_float, positive_int, settings_error
 
@@ -69,7 +71,13 @@ def add_parser(sub) -> None:
     p.add_argument("--patch", type=positive_int, help="training patch side (pixels)")
     p.add_argument("--batch-size", type=positive_int, help="patches per step")
     p.add_argument("--seed", type=int, help="random seed of the initial weights, patches and augmentation")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to train (auto: a GPU when there is one)")
+    p.add_argument(
+        "--scheduler",
+        help="train on a worker of a dask cluster: the scheduler address tcp://HOST:PORT (the worker picks its own "
+        "device with --device auto), or local / local:N for workers on this machine; progress, the check and the "
+        "model come back here",
+    )
     p.add_argument("--force", action="store_true", help="write the result even if it did not beat the parent")
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file that is not a napari-unet model"
@@ -78,6 +86,8 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.scheduler is not None:
+        parse_scheduler(args.scheduler)
     output = Path(args.output)
     files = pair_files(args.images, args.labels, args.masks, by_order=args.pair_by_order)
     inputs = [p for triple in files for p in triple if p is not None]
@@ -92,7 +102,11 @@ def main(args: argparse.Namespace) -> int:
     parent = _with_object_size(parent, samples, args)
     if parent.config.object_size:
         samples = scale_to(samples, parent.config.object_size)
-    finetune = FineTune(parent, samples, config, device=args.device, from_scratch=args.start == "scratch")
+    scratch = args.start == "scratch"
+    if args.scheduler is None:
+        finetune = FineTune(parent, samples, config, device=args.device, from_scratch=scratch)
+    else:
+        finetune = RemoteFineTune(args.scheduler, parent, samples, config, device=args.device, from_scratch=scratch)
     runs = f" in {len(finetune.folds)} runs, each image held out in turn" if len(finetune.folds) > 1 else ""
     print(f"training on {finetune.n_train} plane(s), validating on {finetune.n_val}{runs}", file=sys.stderr)
     result = run(finetune.run(), _report)
