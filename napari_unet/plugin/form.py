@@ -7,7 +7,7 @@ the same way everywhere, so the docks look and read alike.
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QLayout, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLayout, QPushButton, QVBoxLayout, QWidget
 
 
 def message_label() -> QLabel:
@@ -58,3 +58,11 @@ def _add(layout: QHBoxLayout | QVBoxLayout, item: QWidget | QLayout) -> None:
         layout.addLayout(item)
     else:
         layout.addWidget(item)
+
+
+def scope_combo() -> QComboBox:
+    """Which planes: the one on screen (data ``plane``) or the whole stack (``stack``)."""
+    combo = QComboBox()
+    combo.addItem("Plane on screen", "plane")
+    combo.addItem("Whole stack", "stack")
+    return combo

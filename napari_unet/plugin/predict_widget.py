@@ -36,7 +36,7 @@ from ..core.predict.inference import check_output
 from ..core.models.model import Model
 from ..core.progress import Notice, Progress
 from .device_choice import DeviceCombo
-from .form import action_buttons, column, form, message_label, row
+from .form import action_buttons, column, form, message_label, row, scope_combo
 from .layer_choice import fill_layer_combo, present, same_layer
 from .lifetime import when_removed
 from .layers import (
@@ -108,9 +108,7 @@ class PredictWidget(QWidget):
         for key, text in OUTPUTS.items():
             self.output_combo.addItem(text, key)
         self.target_combo = QComboBox()
-        self.scope_combo = QComboBox()
-        self.scope_combo.addItem("Plane on screen", "plane")
-        self.scope_combo.addItem("Whole stack", "stack")
+        self.scope_combo = scope_combo()
         self.device_combo = DeviceCombo(Preferences(self.settings))
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 8192)

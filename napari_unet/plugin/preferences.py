@@ -1,4 +1,5 @@
-"""The plugin's preferences: the model the widgets start with, the device, the projects folder.
+"""The plugin's preferences: the model the widgets start with, the device, the projects folder, the
+dask scheduler that Correct & Train can train on.
 
 They are declared in the manifest (``napari.yaml``, ``configurations: preferences``),
 so napari (0.9 and later) lists them in its Preferences dialog under napari-unet
@@ -21,6 +22,7 @@ FALLBACK = {
     "model": ("predict/model", ""),
     "device": ("predict/device", "auto"),
     "projects_folder": ("train/projects_folder", ""),
+    "scheduler": ("train/scheduler", ""),
 }
 
 

@@ -23,6 +23,7 @@ from ..core.progress import Notice
 from ..core.errors import NapariUNetError
 from ..core.models.model import Model
 from ..core.training import FineTune, Stage, TrainConfig, TrainResult, TrainUpdate, make_samples
+from ..core.training.remote import RemoteFineTune
 from ..core.training.files import check_objects, median_object_size, scale_to
 from ..core.training.project import next_run, save_entries
 from .predict_job import Failure
@@ -67,6 +68,7 @@ class TrainJob:
     device: str
     threads: int
     project: Path | None = None
+    scheduler: str | None = None  # train on a worker of this dask scheduler (None: here)
     trainer: FineTune | None = None
     stop_requested: bool = False
     result: TrainResult | None = None
@@ -108,7 +110,10 @@ def train_job(
             if size:
                 model = Model(model.network, model.config.model_copy(update={"object_size": size}))
                 samples = scale_to(samples, size)
-        trainer = FineTune(model, samples, job.config, device=job.device)
+        if job.scheduler is None:
+            trainer = FineTune(model, samples, job.config, device=job.device)
+        else:
+            trainer = RemoteFineTune(job.scheduler, model, samples, job.config, device=job.device)
         job.trainer = trainer
         if job.stop_requested:
             trainer.stop()

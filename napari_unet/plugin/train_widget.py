@@ -41,12 +41,13 @@ from ..core.training import Stage, TrainConfig, TrainResult
 from ..core.training.project import default_project_folder
 from ..core.training.review import DEFAULT_MARGIN, ChangedPixels
 from . import predict_widget
-from .form import action_buttons, column, form, message_label, row
+from .form import action_buttons, column, form, message_label, row, scope_combo
 from .layer_choice import fill_layer_combo, present
 from .lifetime import when_removed
 from .layers import image_array, image_axes, labels_shape
 from .model_choice import ModelCombo
 from .preferences import Preferences
+from .run_on import RunOn
 from .predict_job import Failure
 from .train_job import Prepared, Saved, TrainJob, train_job
 from .train_plot import TrainPlot
@@ -98,9 +99,8 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         self.margin_spin.setValue(DEFAULT_MARGIN)
         self.margin_spin.setSuffix(" px")
         self.margin_spin.setToolTip("How far around the painted pixels counts as reviewed")
-        self.scope_combo = QComboBox()
-        self.scope_combo.addItem("Plane on screen", "plane")
-        self.scope_combo.addItem("Whole stack", "stack")
+        self.scope_combo = scope_combo()
+        self.preferences = Preferences(self.settings)
         self.add_button = QPushButton("Add to training set")
         self.remove_button = QPushButton("Remove")
         self.pairs_list = QListWidget()
@@ -117,8 +117,9 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         self.unit_combo.addItem("steps", "steps")
         self.unit_combo.setCurrentIndex(max(0, self.unit_combo.findData(self.settings.value("train/unit", "minutes"))))
         self.project_edit = QLineEdit()
-        projects = Preferences(self.settings).projects_folder() or Path("~/napari-unet-projects")
+        projects = self.preferences.projects_folder() or Path("~/napari-unet-projects")
         self.project_edit.setPlaceholderText(str(projects / "<image name>"))
+        self.run_on = RunOn(self.preferences, self.settings)
         self.project_button = QPushButton("...")
         self.load_button = QPushButton("Load project")
         self.train_button, self.stop_button = action_buttons("Train")
@@ -149,6 +150,7 @@ class TrainWidget(TrainingSet, Versions, QWidget):
                 ("training set", self.pairs_list),
                 ("start from", self.model_combo),
                 ("length", row(self.length_spin, self.unit_combo)),
+                ("run on", self.run_on.widget),
                 ("project", row(self.project_edit, self.project_button, self.load_button)),
             ),
             row(self.train_button, self.stop_button),
@@ -175,9 +177,8 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         self.predict_button.clicked.connect(lambda: self.predict_current())
         self.save_button.clicked.connect(lambda: self.save_version())
         self.length_spin.valueChanged.connect(lambda v: self.settings.setValue("train/length", v))
-        self.unit_combo.currentIndexChanged.connect(
-            lambda: self.settings.setValue("train/unit", self.unit_combo.currentData())
-        )
+        unit = self.unit_combo
+        unit.currentIndexChanged.connect(lambda: self.settings.setValue("train/unit", unit.currentData()))
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered, events.renamed):
             self._connect(event, self.refresh_choices)
@@ -276,9 +277,10 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         text = self.project_edit.text().strip()
         if text:
             return Path(text).expanduser()
-        return default_project_folder(pairs[0].image.name, Preferences(self.settings).projects_folder())
+        return default_project_folder(pairs[0].image.name, self.preferences.projects_folder())
 
     def _prepare(self) -> tuple[TrainJob, list[TrainPair]]:
+        scheduler = self.run_on.scheduler()  # an address that is not one stops here, before anything is written
         pairs = list(self.pairs) or [self.current_pair()]
         model = self.current_model()
         for pair in pairs:
@@ -295,7 +297,7 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         self.last_project = folder
         if not self.versions or not any(m is model for _, m in self.versions):
             self._add_version(f"start: {self.model_combo.currentText()}", model)
-        return TrainJob(entries, model, config, "auto", max(1, cpu_cores() - 1), folder), pairs
+        return TrainJob(entries, model, config, "auto", max(1, cpu_cores() - 1), folder, scheduler), pairs
 
     def _start(self, job: TrainJob, pairs: list[TrainPair]) -> None:
         self._job, self._pairs_used = job, pairs
