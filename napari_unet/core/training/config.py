@@ -103,7 +103,7 @@ class TrainConfig(BaseModel):
         "which keeps a fine-tuned model's objects whole at the zooms the object-size estimate tries",
     )
     replay: float = Field(
-        0.75,
+        0.85,
         ge=0,
         lt=1,
         description="fine-tuning: share of the patches drawn from the parent model's replay set (crops of the data "
