@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 
+import distributed
 import pytest
 import torch
 
@@ -18,7 +19,6 @@ from napari_unet.core.training.remote import RemoteFineTune
 
 from .test_finetune import _kromp_samples
 
-distributed = pytest.importorskip("distributed")
 
 
 def _cluster():

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 
+import distributed
 import pytest
 
 from napari_unet.core.training import TrainResult
@@ -14,7 +15,6 @@ from napari_unet.core.training import TrainResult
 from .conftest import messages
 from .test_train_widget import _choose, _real, _steps, _wait, _widget
 
-distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.gui
 
 

@@ -78,13 +78,13 @@ class RemoteFineTune(FineTune):
                 pass
 
     def run(self) -> Generator[Stage | TrainUpdate, None, TrainResult]:
-        from distributed import Event, Queue
-        from distributed.client import FutureCancelledError
-        from distributed.comm.core import CommClosedError
-        from distributed.scheduler import KilledWorker
-
         name = f"napari-unet-train-{uuid.uuid4().hex}"
-        with connect(self.scheduler) as client:
+        with connect(self.scheduler) as client:  # says how to install distributed when it is missing
+            from distributed import Event, Queue
+            from distributed.client import FutureCancelledError
+            from distributed.comm.core import CommClosedError
+            from distributed.scheduler import KilledWorker
+
             queue = Queue(name, client=client)
             with self._lock:
                 self._event = Event(name, client=client)
