@@ -116,3 +116,41 @@ def test_the_train_command_trains_on_the_scheduler_it_is_given(client, tmp_path,
     assert main(args + ["--scheduler", "gpu-server"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tcp://host:8786" in err[0] 
+
+
+def test_the_readme_commands_start_a_cluster_to_train_on_and_a_lost_scheduler_is_one_message(
+    parent_and_samples, tmp_path
+):
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    log = open(tmp_path / "dask.log", "w")
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 stdout=log, stderr=log)
+    worker = subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"],
+                              stdout=log, stderr=log)
+    try:
+        parent, samples = parent_and_samples
+        with distributed.Client(address, timeout="60s") as client:
+            client.wait_for_workers(1, timeout=60)
+        remote_run = RemoteFineTune(address, parent, samples, _config(steps=10_000), device="cpu", threads=1)
+        start = None
+        with pytest.raises(NapariUNetError, match=f"lost the dask scheduler {address}.*nothing here has changed"):
+            for update in remote_run.run():
+                if isinstance(update, TrainUpdate) and update.step == 2:
+                    scheduler.kill()
+                    start = time.perf_counter()
+        assert start is not None and remote_run.result is None
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait()
+        log.close()

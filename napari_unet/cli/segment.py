@@ -9,6 +9,8 @@ from pathlib import Path
 from ..core.batch.jobs import FORMATS, BatchOptions, FileDone, check_writable, plan_jobs
 from ..core.batch.run import describe, iter_segment_files
 from ..core.batch.cluster import parse_scheduler
+from ..core.batch.uncertainty import check_uncertainty_outputs, uncertainty_paths
+from ..core.errors import NapariUNetError
 from ..core.predict.inference import OUTPUTS, Segmenter, as_model
 from ..core.progress import Notice, Progress, run
 from .options import add_model_options, add_tiling_options, channel_list, object_size, positive_int
@@ -52,6 +54,13 @@ def add_parser(sub) -> None:
         help="give one id to objects of consecutive z planes that overlap with an IoU above THRESHOLD (e.g. 0.3)",
     )
     p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write how sure the model is of each object, beside each labels TIFF: NAME_uncertainty.tif "
+        "(each object's pixels hold its score, 0 sure .. 1 doubtful; background 0) and NAME_uncertainty.csv "
+        "(a row per object: label, score, area, centroid)",
+    )
+    p.add_argument(
         "--scheduler",
         help="segment on dask: local (one worker per core), local:N (N workers) or the scheduler address "
         "tcp://HOST:PORT of a running cluster; needs a zarr output",
@@ -77,6 +86,11 @@ def main(args: argparse.Namespace) -> int:
     if any(job.output.parent == output for job in jobs):  # several inputs: a folder, made if missing
         output.mkdir(exist_ok=True)
     replaced = [job.output for job in jobs if check_writable(job, overwrite=args.overwrite)]
+    if args.uncertainty:
+        if any(job.to_zarr for job in jobs):
+            raise NapariUNetError("--uncertainty is written beside TIFF labels: choose a .tif output, not zarr")
+        for job in jobs:
+            check_uncertainty_outputs(job.output, overwrite=args.overwrite)
     model = as_model(args.model)
     options = BatchOptions(
         axes=args.axes,
@@ -84,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         labels=args.labels or model.config.task,
         min_size=args.min_size,
         stitch_z=args.stitch_z,
+        uncertainty=args.uncertainty,
     )
     segmenter = Segmenter(
         model,
@@ -93,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         object_size=args.object_size,
     )
-    with _Report(replaced) as report:
+    with _Report(replaced, args.uncertainty) as report:
         result = run(
             iter_segment_files(jobs, segmenter, options, scheduler=args.scheduler, model_file=args.model),
             report.update,
@@ -108,8 +123,8 @@ def main(args: argparse.Namespace) -> int:
 class _Report:
     """A progress bar per stage, and a line per finished input."""
 
-    def __init__(self, replaced: list[Path]):
-        self._replaced = set(replaced)
+    def __init__(self, replaced: list[Path], uncertainty: bool = False):
+        self._replaced, self._uncertainty = set(replaced), uncertainty
         self._bar: ProgressBar | None = None
         self._stage: str | None = None
 
@@ -119,6 +134,8 @@ class _Report:
             if update.error is None:
                 note = " (replaced the file that was there)" if update.job.output in self._replaced else ""
                 print(f"{update.job.input} -> {update.job.output}{note}", file=sys.stderr)
+                if self._uncertainty:
+                    print(f"  and {', '.join(map(str, uncertainty_paths(update.job.output)))}", file=sys.stderr)
             else:
                 print(f"napari-unet: error: {' '.join(update.error.split())}", file=sys.stderr)
             return

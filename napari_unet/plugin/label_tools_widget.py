@@ -31,8 +31,10 @@ from ..core.labels.label_edit import (
     remove_small_objects,
     step_object,
 )
+from ..core.training.review import DEFAULT_MARGIN, grow
 from .form import column, form, message_label, row
-from .layers import write_undoable
+from .layers import mark_reviewed, write_undoable
+from .uncertainty_layers import SCORE, uncertain_order
 
 
 class LabelToolsWidget(QWidget):
@@ -47,9 +49,17 @@ class LabelToolsWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = viewer
+        self._walked: dict[int, int] = {}  # layer id -> the object Next / Previous uncertain selected last
         self.layer_combo = QComboBox()
         self.previous_button = QPushButton("< Previous")
         self.next_button = QPushButton("Next >")
+        self.previous_uncertain_button = QPushButton("< Previous uncertain")
+        self.next_uncertain_button = QPushButton("Next uncertain >")
+        self.mark_button = QPushButton("Mark reviewed")
+        self.mark_button.setToolTip(
+            f"Count the selected object (and {DEFAULT_MARGIN} px around it) as reviewed in Correct & Train, "
+            "whether or not it was edited"
+        )
         self.min_size_spin = QSpinBox()
         self.min_size_spin.setRange(1, 10**7)
         self.min_size_spin.setValue(30)
@@ -75,12 +85,17 @@ class LabelToolsWidget(QWidget):
         edit.addWidget(self.relabel_button, 3, 0, 1, 3)
         objects = QGroupBox("Objects")
         objects.setLayout(navigate)
+        uncertain = QGroupBox("Least sure first (predicted with 'uncertainty')")
+        uncertain.setLayout(column(None, row(self.previous_uncertain_button, self.next_uncertain_button), self.mark_button))
         edits = QGroupBox("Edit the whole layer (undo with Ctrl+Z)")
         edits.setLayout(edit)
-        column(self, form(("labels", self.layer_combo)), objects, edits, self.status)
+        column(self, form(("labels", self.layer_combo)), objects, uncertain, edits, self.status)
 
         self.previous_button.clicked.connect(lambda: self.go_to_object(-1))
         self.next_button.clicked.connect(lambda: self.go_to_object(1))
+        self.previous_uncertain_button.clicked.connect(lambda: self.go_to_uncertain(-1))
+        self.next_uncertain_button.clicked.connect(lambda: self.go_to_uncertain(1))
+        self.mark_button.clicked.connect(self.mark_reviewed)
         self.delete_button.clicked.connect(self.delete_small)
         self.merge_button.clicked.connect(self.merge)
         self.relabel_button.clicked.connect(self.relabel)
@@ -137,6 +152,47 @@ class LabelToolsWidget(QWidget):
         self.merge_spin.setValue(label)
         self.status.setText(f"Object {label} selected ({self._count(data)}).")
         return label
+
+    def go_to_uncertain(self, step: int) -> int | None:
+        """Select the next (``step`` > 0) or previous object in order of uncertainty (least sure first) and
+        centre the view on it."""
+        layer = self._layer_or_complain()
+        if layer is None:
+            return None
+        order = uncertain_order(layer)
+        if not order:
+            show_info(f"'{layer.name}' has no uncertainty scores: predict it with 'uncertainty' ticked in Predict")
+            return None
+        current = int(layer.selected_label)
+        # On from the object this walk selected last; from the start when the user has selected another since.
+        walking = current == self._walked.get(layer.unique_id) and current in order
+        position = (order.index(current) + step) % len(order) if walking else (0 if step > 0 else -1)
+        label = order[position]
+        self._walked[layer.unique_id] = label
+        layer.selected_label = label
+        self._centre_on(layer, centroid(np.asarray(layer.data), label))
+        score = float(layer.features.loc[layer.features["index"] == label, SCORE].iloc[-1])
+        rank = position % len(order) + 1
+        self.status.setText(f"Object {label}: uncertainty {score:.2f}, {rank} of {len(order)} (least sure first).")
+        return label
+
+    def mark_reviewed(self) -> int:
+        """Count the selected object, with a margin, as reviewed in Correct & Train; returns the planes marked."""
+        layer = self._layer_or_complain()
+        if layer is None:
+            return 0
+        label, data = int(layer.selected_label), np.asarray(layer.data)
+        planes = 0
+        for index in np.ndindex(*data.shape[:-2]):
+            inside = data[index] == label
+            if label and inside.any():
+                mark_reviewed(layer, index, grow(inside, DEFAULT_MARGIN))
+                planes += 1
+        if planes == 0:
+            show_info(f"'{layer.name}' has no object {label} to mark: select one (Next, Next uncertain, or the picker)")
+            return 0
+        self.status.setText(f"Object {label} marked reviewed, with {DEFAULT_MARGIN} px around it.")
+        return planes
 
     def delete_small(self) -> int:
         """Delete the objects smaller than the size set; returns how many."""

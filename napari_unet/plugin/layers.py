@@ -120,6 +120,7 @@ def smallest_label_dtype(largest: int) -> np.dtype:
 PREDICTED = "napari_unet_predicted"  # plane index -> fingerprint of what a widget last wrote there
 WRITING = "napari_unet_writing"  # present while a widget writes a prediction into the layer
 WRITTEN_EVENT = "napari_unet_prediction"  # the layer's event after each prediction written (``plane``: its index)
+REVIEWED = "napari_unet_reviewed"  # plane index -> (Y, X) bool: objects marked reviewed (Label tools), with a margin
 
 
 class writing_prediction:
@@ -144,9 +145,23 @@ class writing_prediction:
         if exc_type is None:
             written = self.written if self.written is not None else fingerprint(self.layer.data[self.index])
             self.layer.metadata.setdefault(PREDICTED, {})[self.index] = written
+            self.layer.metadata.get(REVIEWED, {}).pop(self.index, None)  # marks of the last prediction: gone with it
             emitter = getattr(self.layer.events, WRITTEN_EVENT, None)
             if emitter is not None:
                 emitter(plane=self.index)
+
+
+def mark_reviewed(layer, index: tuple[int, ...], mask: np.ndarray) -> None:
+    """Add ``mask`` (``(Y, X)``) to what counts as reviewed in plane ``index`` of ``layer`` (see :func:`reviewed_marks`)."""
+    marks = layer.metadata.setdefault(REVIEWED, {})
+    index = tuple(int(i) for i in index)
+    marks[index] = marks[index] | mask if index in marks else np.asarray(mask, bool).copy()
+
+
+def reviewed_marks(layer) -> dict[tuple[int, ...], np.ndarray]:
+    """What was marked reviewed in each plane since its last prediction: Correct & Train counts it as reviewed
+    ("around what was painted"), edited or not."""
+    return layer.metadata.get(REVIEWED, {})
 
 
 def is_writing_prediction(layer) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.devices import steps_on_threads
 from ..core.errors import NapariUNetError
+from ..core.labels.uncertainty import ObjectScores
 from ..core.predict.inference import PlaneResult, Segmenter, iter_planes
 from ..core.models.model import Model
 from ..core.progress import Notice, Progress
@@ -38,6 +39,7 @@ class FinishedPlane:
     index: tuple[int, ...]
     data: np.ndarray
     fingerprint: int | None
+    uncertainty: tuple[np.ndarray, ObjectScores] | None = None  # per pixel, and per object (ids as in ``data``)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Job:
     target: object  # the Labels (or, for probabilities, Image) layer written into
     new_target: bool
     object_size: float | str = "auto"
+    uncertainty: bool = False
     estimated_size: float | None = None
     dtype: np.dtype | None = None
     offset: int = 0
@@ -81,7 +84,9 @@ def predict_job(job: Job) -> Generator[Progress | Notice | SizeEstimate | Finish
     """The worker: predicts the job's planes, and readies each one for the layer in this thread."""
     try:
         segmenter = Segmenter(job.model, device=job.device, tile=job.tile, batch_size=1, object_size=job.object_size)
-        planes = iter_planes(job.image, segmenter, axes=job.axes, output=job.output, planes=job.planes)
+        planes = iter_planes(
+            job.image, segmenter, axes=job.axes, output=job.output, planes=job.planes, uncertainty=job.uncertainty
+        )
         for update in steps_on_threads(planes, job.threads):
             yield finish_plane(job, update) if isinstance(update, PlaneResult) else update
         if segmenter.estimates_size and segmenter.image_object_size is not None:
@@ -94,13 +99,14 @@ def predict_job(job: Job) -> Generator[Progress | Notice | SizeEstimate | Finish
 
 def finish_plane(job: Job, result: PlaneResult) -> FinishedPlane:
     """Offset instance ids, cast to the layer's dtype and fingerprint: heavy work kept off the main thread."""
-    data = result.data
+    data, sure = result.data, result.uncertainty
     if job.output == "instances" and job.offset:
         data[data > 0] += job.offset
+        sure = None if sure is None else (sure[0], sure[1].shifted(job.offset))
     if job.dtype is not None and (data.size == 0 or data.max() <= np.iinfo(job.dtype).max):
         data = data.astype(job.dtype, copy=False)
-        return FinishedPlane(result.index, data, fingerprint(data))
-    return FinishedPlane(result.index, data, None)
+        return FinishedPlane(result.index, data, fingerprint(data), sure)
+    return FinishedPlane(result.index, data, None, sure)
 
 
 def copy_for_worker(data, iterated: list[int], origin: tuple[int, ...] | None):

@@ -18,16 +18,12 @@ import time
 
 import napari
 import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QSettings
-from qtpy.QtWidgets import (
-    QComboBox,
-    QSpinBox,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QSpinBox, QWidget
 
 from ..core.io.axes import CHANNEL_AXES, plane_layout
 from ..core.devices import cpu_cores, resolve_device
@@ -59,8 +55,9 @@ from .predict_job import (
     largest_label_elsewhere,
     predict_job,
 )
-from .result_layer import add_result_layer, ask, overwrite_question, planes_to_approve, write_labels
+from .result_layer import add_result_layer, ask, can_hold, overwrite_question, planes_to_approve, write_labels
 from .throttle import Throttle
+from .uncertainty_layers import show_uncertainty
 from .workers import start_worker
 
 OUTPUTS = {
@@ -72,6 +69,10 @@ OUTPUTS = {
 # 256 x 256 tile on one core of the 2-core test machine, so Stop answers within a second.
 CPU_TILE = 256
 NEW_LAYER = "\0new"
+UNCERTAINTY_TIP = (
+    "Instance labels: also how sure the model is of each object (0 sure .. 1 doubtful), in the Labels layer's "
+    "features (Label tools go to the least sure first), and a map of where it hesitates, as an Image layer"
+)
 
 
 def default_settings() -> QSettings:
@@ -107,6 +108,8 @@ class PredictWidget(QWidget):
         self.output_combo = QComboBox()
         for key, text in OUTPUTS.items():
             self.output_combo.addItem(text, key)
+        self.uncertainty_box = QCheckBox("uncertainty")
+        self.uncertainty_box.setToolTip(UNCERTAINTY_TIP)
         self.target_combo = QComboBox()
         self.scope_combo = scope_combo()
         self.device_combo = DeviceCombo(Preferences(self.settings))
@@ -126,7 +129,7 @@ class PredictWidget(QWidget):
                 ("image", self.image_combo),
                 ("model", self.model_combo),
                 ("object size", self.size_box),
-                ("output", self.output_combo),
+                ("output", row(self.output_combo, self.uncertainty_box)),
                 ("into", self.target_combo),
                 ("planes", self.scope_combo),
                 ("device", self.device_combo),
@@ -187,7 +190,7 @@ class PredictWidget(QWidget):
             except NapariUNetError:
                 shape = None
         for layer in self.viewer.layers:
-            if shape is not None and self._fits(layer, shape, output):
+            if shape is not None and can_hold(layer, shape, output):
                 self.target_combo.addItem(layer.name, layer)
         self.scope_combo.setEnabled(stack)
         if not stack:
@@ -202,16 +205,6 @@ class PredictWidget(QWidget):
 
     def _present(self, layer) -> bool:
         return present(self.viewer, layer)
-
-    @staticmethod
-    def _fits(layer, shape: tuple[int, ...], output: str) -> bool:
-        if output == "probabilities":
-            return (
-                isinstance(layer, Image)
-                and (layer.metadata or {}).get("napari_unet") == "probabilities"
-                and tuple(layer.data.shape[1:]) == shape
-            )
-        return isinstance(layer, Labels) and tuple(layer.data.shape) == shape
 
     def set_model(self, model: str) -> bool:
         """Choose a model file (or a shipped model's name) and remember it; False, with a notification, if unusable."""
@@ -267,6 +260,7 @@ class PredictWidget(QWidget):
         threads = max(1, cpu_cores() - 1)
         size = self.size_box.object_size()
         job = Job(data, axes, model, output, planes, origin, device, tile, threads, target, new, size)
+        job.uncertainty = output == "instances" and self.uncertainty_box.isChecked()
         if output != "probabilities":
             layer_planes = [origin] if origin is not None else list(np.ndindex(*out_shape[:-2]))
             if not self._approve(job, layer_planes):
@@ -369,6 +363,8 @@ class PredictWidget(QWidget):
             show_info(f"'{layer.name}' now holds {layer.data.dtype} labels, to fit the ids (its undo history is reset)")
         self._written[(layer.unique_id, index)] = predicted_fingerprint(layer, index)  # computed once, when written
         job.written += 1
+        if plane.uncertainty is not None:
+            show_uncertainty(self.viewer, layer, index, *plane.uncertainty)
 
     def _on_finished(self) -> None:
         job, worker = self._job, self.worker

@@ -7,6 +7,7 @@ Train (a "<image> prediction" layer beside the corrections).
 from __future__ import annotations
 
 import numpy as np
+from napari.layers import Image, Labels
 from qtpy.QtWidgets import QMessageBox
 
 from .layers import (
@@ -99,3 +100,15 @@ def write_labels(
         else:
             write_plane(layer, index, data)
     return widened
+
+
+def can_hold(layer, shape: tuple[int, ...], output: str) -> bool:
+    """Whether ``layer`` can take a result of ``output`` for labels of ``shape``: a Labels layer of that shape, or,
+    for probabilities, an Image layer made for them (classes first)."""
+    if output == "probabilities":
+        return (
+            isinstance(layer, Image)
+            and (layer.metadata or {}).get("napari_unet") == "probabilities"
+            and tuple(layer.data.shape[1:]) == shape
+        )
+    return isinstance(layer, Labels) and tuple(layer.data.shape) == shape

@@ -26,6 +26,7 @@ from .layers import (
     labels_shape,
     plane_at_cursor,
     predicted_fingerprint,
+    reviewed_marks,
 )
 from .predict_job import copy_for_worker
 from .train_job import TrainEntry
@@ -172,6 +173,9 @@ class TrainingSet:
                 recorded = predicted_fingerprint(pair.labels, index)
                 if index not in marked and recorded is not None and recorded != fingerprint(pair.labels.data[index]):
                     mask[index] = True
+        if pair.reviewed in ("painted", "stored"):
+            for index, marks in reviewed_marks(pair.labels).items():  # objects marked reviewed in Label tools
+                mask[index] |= marks
         if pair.plane is not None:
             only = np.zeros(shape, bool)
             only[pair.plane] = mask[pair.plane]

@@ -67,6 +67,9 @@ class BatchOptions:
         Objects smaller than this many pixels are dropped.
     stitch_z : float, optional
         Give one id to objects of consecutive z planes whose IoU is above this, in (0, 1).
+    uncertainty : bool
+        Also write each object's uncertainty beside the labels (TIFF outputs of instance labels; see
+        :mod:`~napari_unet.core.batch.uncertainty`).
     """
 
     axes: str | None = None
@@ -74,6 +77,7 @@ class BatchOptions:
     labels: Output = "instances"
     min_size: int = 10
     stitch_z: float | None = None
+    uncertainty: bool = False
 
     def __post_init__(self):
         if self.labels not in OUTPUTS:
@@ -85,6 +89,8 @@ class BatchOptions:
                 raise ValueError(f"the z-stitching threshold is an overlap (IoU) in (0, 1), got {self.stitch_z}")
             if self.labels != "instances":
                 raise ValueError("linking objects across z needs instance labels, not semantic ones")
+        if self.uncertainty and self.labels != "instances":
+            raise ValueError("the uncertainty is each object's: it needs instance labels, not semantic ones")
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 

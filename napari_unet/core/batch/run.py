@@ -38,6 +38,7 @@ from ..io.labels_store import PartialStore, drop_scratch, is_done
 from ..progress import Progress
 from ..labels.stack_ids import StackIds
 from ..io.stack_io import CheckedArray, LabelsTiffWriter
+from .uncertainty import UncertaintyOutputs
 from .jobs import (
     BatchOptions,
     BatchReport,
@@ -78,7 +79,11 @@ def iter_segment_file(
     stack, layout = open_input(job, segmenter.model.in_channels, options)
     data = CheckedArray(stack.data, stack.path or Path(job.name))
     if not job.to_zarr:
-        with LabelsTiffWriter(job.output, layout.out_shape, axes=layout.out_axes, dtype=np.uint32) as writer:
+        side = UncertaintyOutputs(job.output, layout.out_shape, layout.out_axes) if options.uncertainty else None
+        # The labels close first: if they fail, the uncertainty outputs are not kept either.
+        with side if side is not None else nullcontext(), LabelsTiffWriter(
+            job.output, layout.out_shape, axes=layout.out_axes, dtype=np.uint32
+        ) as writer:
             yield from iter_labels(
                 layout,
                 data,
@@ -88,8 +93,11 @@ def iter_segment_file(
                 min_size=options.min_size,
                 stitch_z=options.stitch_z,
                 stage=job.name,
+                with_probabilities=None if side is None else side.add,
             )
         return job.output
+    if options.uncertainty:
+        raise NapariUNetError(f"the uncertainty is written beside TIFF labels; name the output NAME.tif, not {job.output.name}")
     # One object size for the whole input, from its first plane, whatever order the planes are done in
     # (resumed runs, cluster workers): the labels must not depend on scheduling.
     segmenter.new_image()

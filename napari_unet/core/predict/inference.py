@@ -29,6 +29,7 @@ from .predictor import NetworkPredictor
 from ..progress import Notice, Progress, run
 from .sizing import check_object_size, iter_estimate_scale, rescale, resize_to
 from ..labels.stack_ids import StackIds
+from ..labels.uncertainty import ObjectScores, object_uncertainty, pixel_uncertainty
 from .tiling import count_tiles, predict_tiles
 
 Output = Literal["instances", "semantic"]
@@ -38,10 +39,12 @@ PlaneOutput = Literal["instances", "semantic", "probabilities"]
 
 @dataclass(frozen=True)
 class PlaneResult:
-    """A finished plane: its ``index`` over the iterated axes and its labels or probabilities."""
+    """A finished plane: its ``index`` over the iterated axes and its labels or probabilities; with
+    ``uncertainty`` asked for, the per-pixel map and each object's score (:mod:`~napari_unet.core.labels.uncertainty`)."""
 
     index: tuple[int, ...]
     data: np.ndarray
+    uncertainty: tuple[np.ndarray, ObjectScores] | None = None
 
 
 class Segmenter:
@@ -309,17 +312,22 @@ def iter_labels(
     min_size: int = 10,
     stitch_z: float | None = None,
     stage: str = "tiles",
+    with_probabilities: Callable[[tuple[int, ...], np.ndarray, np.ndarray], None] | None = None,
 ) -> Generator[Progress | Notice, None, None]:
     """Label each plane in turn and hand it to ``consume(index, labels)``; a generator.
 
     Instance ids continue from plane to plane, so they are unique in the stack;
     with ``stitch_z`` objects overlapping across z planes share an id (see
-    :class:`~napari_unet.core.labels.stack_ids.StackIds`).
+    :class:`~napari_unet.core.labels.stack_ids.StackIds`). ``with_probabilities(index,
+    labels, prob)``, when given, also gets the probabilities each plane's labels came from.
     """
     label = _labeller(seg, layout, output, min_size, stitch_z)
     for update in _iter_planes(layout, image, seg, stage):
         if isinstance(update, PlaneResult):
-            consume(update.index, label(update.index, update.data))
+            labels = label(update.index, update.data)
+            consume(update.index, labels)
+            if with_probabilities is not None:
+                with_probabilities(update.index, labels, update.data)
         else:
             yield update
 
@@ -333,6 +341,7 @@ def iter_planes(
     axes: str | None = None,
     channels: Sequence[int] | None = None,
     min_size: int = 10,
+    uncertainty: bool = False,
     **segmenter_kwargs,
 ) -> Generator[Progress | Notice | PlaneResult, None, None]:
     """Labels or probabilities of the chosen planes, each yielded as soon as it is done.
@@ -345,6 +354,9 @@ def iter_planes(
         What each :class:`PlaneResult` holds: ``(Y, X)`` uint32 instance ids
         (unique over the planes done here), ``(Y, X)`` class ids, or ``(K, Y, X)``
         float32 probabilities.
+    uncertainty : bool
+        Instance labels only: each :class:`PlaneResult` also holds how sure the
+        model is, per pixel and per object (no further model run).
 
     Yields :class:`~napari_unet.core.progress.Progress` after each batch of
     tiles, :class:`~napari_unet.core.progress.Notice` for fallbacks, and a
@@ -356,9 +368,16 @@ def iter_planes(
     layout = _layout(image, model, axes, channels)
     if output != "probabilities":
         check_output(model, output)
+    if uncertainty and output != "instances":
+        raise ValueError(f"the uncertainty is each object's: it needs instance labels, not {output}")
     label = (lambda index, prob: prob) if output == "probabilities" else _labeller(seg, layout, output, min_size)
     for update in _iter_planes(layout, image, seg, "tiles", planes):
-        yield PlaneResult(update.index, label(update.index, update.data)) if isinstance(update, PlaneResult) else update
+        if not isinstance(update, PlaneResult):
+            yield update
+            continue
+        labels = label(update.index, update.data)
+        sure = (pixel_uncertainty(update.data), object_uncertainty(update.data, labels)) if uncertainty else None
+        yield PlaneResult(update.index, labels, sure)
 
 
 def check_output(model: Model, output: Output) -> None:

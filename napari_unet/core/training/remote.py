@@ -117,8 +117,13 @@ class RemoteFineTune(FineTune):
     def _messages(self, client, queue, future) -> Generator[Stage | TrainUpdate, None, None]:
         """What the worker reports, until its task is done; raises if the worker or scheduler is lost."""
         while True:
-            done = future.done()
-            messages = queue.get(batch=True)  # all that waits there, without waiting
+            try:
+                done = future.done()
+                messages = queue.get(batch=True)  # all that waits there, without waiting
+                if not messages and not done:
+                    self._check_alive(client, future)
+            except OSError as error:  # the connection to the scheduler (CommClosedError is one)
+                raise self._lost(f"lost the dask scheduler {self.scheduler}") from error
             if not messages and done:  # everything put before the task ended has been read
                 return
             for message in messages:
@@ -131,7 +136,6 @@ class RemoteFineTune(FineTune):
                 else:
                     yield _decode(message)
             if not messages:
-                self._check_alive(client, future)
                 time.sleep(POLL)
 
     def _check_alive(self, client, future) -> None:
