@@ -50,11 +50,11 @@ sys.path.insert(0, str(ROOT))
 from finetune_transfer import counts_per_image, dsb, held_out_fluorescence, kromp, pooled, preparations  # noqa: E402
 
 from napari_unet import load_model  # noqa: E402
+from napari_unet import predict as probabilities  # noqa: E402
 from napari_unet.core.evaluation.metrics import overlaps  # noqa: E402
 from napari_unet.core.labels.postprocess import instance_labels  # noqa: E402
 from napari_unet.core.labels.uncertainty import object_uncertainty, pixel_uncertainty  # noqa: E402
 from napari_unet.core.predict.inference import Segmenter  # noqa: E402
-from napari_unet.core.predict.normalize import normalize  # noqa: E402
 from napari_unet.core.progress import run  # noqa: E402
 from napari_unet.core.training import FineTune, TrainConfig, make_samples  # noqa: E402
 from napari_unet.core.training.files import scale_to  # noqa: E402
@@ -64,20 +64,18 @@ RESULTS = ROOT / "benchmarks" / "results" / "review_order.json"
 SCORES = ("shipped", "existence", "shape", "entropy", "flip", "thresholds")
 
 
-def predict(model, image: np.ndarray) -> tuple[Segmenter, np.ndarray, np.ndarray, np.ndarray, float]:
-    """The segmenter (its size estimate made), the normalised plane, probabilities, labels, and seconds taken."""
-    seg = Segmenter(model, device="cpu", object_size="auto")
-    plane = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
+def predict(model, image: np.ndarray, object_size="auto") -> tuple[Segmenter, np.ndarray, np.ndarray, float]:
+    """The segmenter (its size estimate made), probabilities, labels, and the seconds they took."""
+    seg = Segmenter(model, device="cpu", object_size=object_size)
     t = time.perf_counter()
-    x = normalize(plane.astype(np.float32), model.config.normalization)
-    prob = run(seg.iter_normalized(x))
+    prob = probabilities(image, seg)
     labels = seg.labels(prob)
-    return seg, x, prob, labels, time.perf_counter() - t
+    return seg, prob, labels, time.perf_counter() - t
 
 
 def candidate_scores(model, image: np.ndarray, truth: np.ndarray) -> tuple[dict, dict]:
     """Per object: whether it is wrong, and each candidate's score; and each score's seconds."""
-    seg, x, prob, labels, predict_seconds = predict(model, image)
+    seg, prob, labels, predict_seconds = predict(model, image)
     seconds = {"prediction": predict_seconds}
     t = time.perf_counter()
     shipped = object_uncertainty(prob, labels)
@@ -93,7 +91,8 @@ def candidate_scores(model, image: np.ndarray, truth: np.ndarray) -> tuple[dict,
     out["entropy"] = _mean_over(pixel_uncertainty(prob), labels, ids)
     seconds["entropy"] = time.perf_counter() - t
     t = time.perf_counter()
-    turned = run(seg.iter_normalized(np.ascontiguousarray(x[:, ::-1, ::-1])))[:, ::-1, ::-1]
+    again = Segmenter(model, device="cpu", object_size=seg.image_object_size)  # the same zoom
+    turned = probabilities(np.ascontiguousarray(image[::-1, ::-1]), again)[:, ::-1, ::-1]
     out["flip"] = _mean_over(0.5 * np.abs(prob - turned).sum(axis=0), labels, ids)
     seconds["flip"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -188,7 +187,7 @@ def payoff(model, preparation: str, draw_seed: int, ks: list[int], seeds: list[i
     predicted = {}
     for name in images:
         image, truth = kromp(name)
-        _, _, prob, labels, _ = predict(model, image)
+        _, prob, labels, _ = predict(model, image)
         predicted[name] = (image, truth, labels, object_uncertainty(prob, labels))
     pool = [(name, int(i), float(s)) for name, (_, _, _, sc) in predicted.items() for i, s in zip(sc.ids, sc.score)]
     by_score = sorted(pool, key=lambda o: -o[2])
