@@ -84,7 +84,8 @@ def candidate_scores(model, image: np.ndarray, truth: np.ndarray) -> tuple[dict,
     found = overlaps(labels, truth)
     matched = np.zeros(found.pred_ids.size, bool)
     matched[found.cols[found.iou > 0.5]] = True
-    wrong = ~matched[np.searchsorted(found.pred_ids, ids)] if ids.size else np.zeros(0, bool)
+    right = dict(zip(found.pred_ids.tolist(), matched))
+    wrong = np.array([not right.get(i, False) for i in ids.tolist()], bool)
     out = {"wrong": wrong.astype(int).tolist(), "shipped": shipped.score.tolist(),
            "existence": shipped.existence.tolist(), "shape": shipped.shape.tolist()}
     t = time.perf_counter()
@@ -104,7 +105,8 @@ def candidate_scores(model, image: np.ndarray, truth: np.ndarray) -> tuple[dict,
         o = overlaps(labels, other)
         best = np.zeros(o.true_ids.size)
         np.maximum.at(best, o.rows, o.iou)
-        stable = np.minimum(stable, best[np.searchsorted(o.true_ids, ids)] if o.true_ids.size else 0)
+        found = dict(zip(o.true_ids.tolist(), best))
+        stable = np.minimum(stable, [found.get(i, 0.0) for i in ids.tolist()])
     out["thresholds"] = (1 - stable).tolist()
     seconds["thresholds"] = time.perf_counter() - t
     return out, seconds
