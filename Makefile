@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONSTRAINTS := .ci/constraints.txt
+BIOIMAGEIO_SPEC := bioimageio.spec==0.5.14.3
 XVFB := xvfb-run -a -s "-screen 0 1600x1200x24"
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -22,6 +23,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[testing]"
+	# bioimageio.core 0.11 pins bioimageio.spec 0.5.12, which fails with the pydantic napari brings;
+	# 0.5.14 works with both (its own tests and ours pass), so it goes in over the pin.
+	$(PY) -m pip install -q --no-deps "$(BIOIMAGEIO_SPEC)"
 	touch $(STAMP)
 
 # Xvfb and Mesa for napari's OpenGL canvas on machines without a display.

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     # The subcommands import torch: done here, inside main's handling of Ctrl+C, not at import.
     from .. import __version__
-    from . import evaluate, segment, train
+    from . import evaluate, export, segment, train
 
     parser = argparse.ArgumentParser(prog="napari-unet", description="U-Net segmentation of microscopy images.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (segment, train, evaluate):
+    for module in (segment, train, evaluate, export):
         module.add_parser(sub)
     return parser
 

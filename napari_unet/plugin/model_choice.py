@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog
 
 from ..core.errors import NapariUNetError
 from ..core.models.model import BUILTIN_MODELS, MODEL_SUFFIX, Model, builtin_model_path, load_model
+from ..core.models.package import PACKAGE_SUFFIX
 from .preferences import Preferences
 
 RECENT_MODELS = 5
@@ -115,7 +116,7 @@ class ModelCombo(QComboBox):
         recent = recent_models(self.settings)
         path, _ = QFileDialog.getOpenFileName(
             self, "Choose a napari-unet model", str(Path(recent[0]).parent) if recent else "",
-            f"napari-unet models (*{MODEL_SUFFIX});;All files (*)",
+            f"napari-unet models (*{MODEL_SUFFIX} *{PACKAGE_SUFFIX});;All files (*)",
         )
         if path:
             self.set_model(path)

@@ -16,7 +16,9 @@ from qtpy.QtWidgets import QFileDialog
 from ..core.io.axes import CHANNEL_AXES, plane_layout
 from ..core.devices import cpu_cores, resolve_device
 from ..core.errors import NapariUNetError
+from ..core.exchange.bioimageio import export_bioimageio, shipped_sample
 from ..core.models.model import MODEL_SUFFIX, Model
+from ..core.models.package import PACKAGE_SUFFIX
 from ..core.progress import Notice, Progress
 from . import predict_widget
 from .layers import image_array, image_axes, labels_shape, plane_at_cursor
@@ -26,10 +28,14 @@ from .workers import start_worker
 
 
 VERSION = "\0version"  # the model list's item for the version selected in the list of versions
+NATIVE = f"napari-unet models (*{MODEL_SUFFIX})"
+BIOIMAGEIO = f"bioimage.io model package (*{PACKAGE_SUFFIX})"
 
 
 class Versions:
     """The model versions' part of :class:`~.train_widget.TrainWidget`."""
+
+    export_worker = None  # a bioimage.io export in progress
 
     def _add_version(self, label: str, model: Model, select: bool = True) -> None:
         self.versions.append((label, model))
@@ -118,20 +124,25 @@ class Versions:
         self.predict_worker = None
 
     def save_version(self, path: str | None = None) -> Path | None:
-        """Write the selected version to a model file (atomically), with its provenance."""
+        """Write the selected version to a model file (atomically), with its provenance; or, to a ``.zip``, as a
+        bioimage.io model package (in a worker: :attr:`export_worker`)."""
         try:
             model = self.selected_version()
         except NapariUNetError as error:
             show_error(str(error))
             return None
+        package = False
         if path is None:
             start = str(self.last_project or "")
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Save the model version", start, f"napari-unet models (*{MODEL_SUFFIX})"
+            path, chosen = QFileDialog.getSaveFileName(
+                self, "Save the model version", start, f"{NATIVE};;{BIOIMAGEIO}"
             )
             if not path:
                 return None
+            package = chosen == BIOIMAGEIO
         path = Path(path)
+        if package or path.suffix.lower() == PACKAGE_SUFFIX:
+            return self._export(model, path.with_suffix(PACKAGE_SUFFIX))
         if path.suffix != MODEL_SUFFIX:
             path = path.with_name(path.name + MODEL_SUFFIX)
         try:
@@ -141,4 +152,21 @@ class Versions:
             return None
         show_info(f"saved model version '{self.versions_list.currentItem().text()}' to {path}")
         self.status.setText(f"Saved {path}.")
+        return path
+
+    def _export(self, model: Model, path: Path) -> Path:
+        """Export ``model`` as a bioimage.io package in a worker (some seconds: tracing, test tensors, a cover)."""
+        label = self.versions_list.currentItem().text()
+        self.status.setText(f"Exporting '{label}' as a bioimage.io package to {path}...")
+        worker = create_worker(
+            export_bioimageio, model, path, sample=shipped_sample(model.in_channels), name=f"napari-unet {label}",
+            _start_thread=False,
+        )
+        worker.returned.connect(lambda done: (show_info(f"exported model version '{label}' to {done}"),
+                                              self.status.setText(f"Exported {done} (bioimage.io model package).")))
+        worker.errored.connect(lambda error: (show_error(f"cannot export to {path}: {error}"),
+                                              self.status.setText(f"Not exported: {error}")))
+        worker.finished.connect(lambda: setattr(self, "export_worker", None))
+        self.export_worker = worker
+        start_worker(worker)
         return path

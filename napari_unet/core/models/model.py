@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import ModelConfig
+from .package import PACKAGE_SUFFIX, read_package
 from ..errors import ModelFileError
 from ..io.files import atomic_path
 from .u2net import U2Net
@@ -78,7 +79,8 @@ class Model:
 
 
 def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
-    """Load a model file, or a model shipped with the package by name (``"default"``).
+    """Load a model file, a bioimage.io package (``.zip``) napari-unet exported, or a model shipped with the
+    package by name (``"default"``).
 
     Raises
     ------
@@ -88,6 +90,9 @@ def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = 
         The file is not a napari-unet model file, or its contents are inconsistent.
     """
     path = _resolve(path_or_name)
+    if path.suffix.lower() == PACKAGE_SUFFIX:  # a bioimage.io package napari-unet exported
+        config, state = read_package(path)
+        return _with_weights(Model.from_config(config), state, path, device)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
@@ -105,7 +110,10 @@ def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = 
         config = ModelConfig.model_validate(json.loads(metadata[FORMAT_KEY]))
     except (ValidationError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path} has an invalid model description: {e}") from e
-    model = Model.from_config(config)
+    return _with_weights(Model.from_config(config), tensors, path, device)
+
+
+def _with_weights(model: Model, tensors: dict, path: Path, device) -> Model:
     try:
         model.network.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

@@ -1,0 +1,74 @@
+"""Reading a bioimage.io model package (a ``.zip``) that napari-unet wrote, without any bioimage.io library.
+
+A package exported by :mod:`napari_unet.core.exchange.bioimageio` carries the
+model's whole :class:`~.config.ModelConfig` (post-processing thresholds and
+object size included) under ``config: napari_unet:`` of its ``rdf.yaml``, and the
+weights as a ``pytorch_state_dict``; together they make the very model it came
+from. Packages of other tools have no such config: reading them is refused
+with a message that says so.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ModelFileError
+from .config import ModelConfig
+
+PACKAGE_SUFFIX = ".zip"
+DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
+CONFIG_KEY = "napari_unet"
+
+
+def is_package(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zip holding a bioimage.io description (``rdf.yaml``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name in archive.namelist() for name in DESCRIPTIONS)
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def read_package(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The model config and weights of a package napari-unet exported.
+
+    Raises
+    ------
+    ModelFileError
+        Not a bioimage.io package, a package of another tool, or one whose parts do not fit.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            rdf_name = next((n for n in DESCRIPTIONS if n in names), None)
+            if rdf_name is None:
+                raise ModelFileError(f"{path} is a zip file but not a bioimage.io model package (it has no rdf.yaml)")
+            rdf = yaml.safe_load(archive.read(rdf_name))
+            ours = (rdf.get("config") or {}).get(CONFIG_KEY) if isinstance(rdf, dict) else None
+            if not ours:
+                name = rdf.get("name", "?") if isinstance(rdf, dict) else "?"
+                raise ModelFileError(
+                    f"{path} is a bioimage.io package ({name!r}) that napari-unet did not write: napari-unet reads "
+                    "its own packages (with their post-processing in config.napari_unet); other models of the "
+                    "model zoo are not supported yet"
+                )
+            weights = (rdf.get("weights") or {}).get("pytorch_state_dict") or {}
+            source = weights.get("source")
+            if source not in names:
+                raise ModelFileError(f"{path}: the package has no pytorch_state_dict weights file ({source!r})")
+            state = torch.load(io.BytesIO(archive.read(source)), map_location="cpu", weights_only=True)
+    except (OSError, zipfile.BadZipFile, yaml.YAMLError, RuntimeError) as error:
+        raise ModelFileError(f"cannot read the bioimage.io package {path}: {error}") from error
+    try:
+        config = ModelConfig.model_validate(ours["model"])
+    except (ValidationError, KeyError, TypeError) as error:
+        raise ModelFileError(f"{path}: invalid napari-unet model config in the package: {error}") from error
+    return config, state
