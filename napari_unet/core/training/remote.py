@@ -44,23 +44,13 @@ POLL = 0.25  # seconds between looks at the queue (and at the worker) while noth
 
 class RemoteFineTune(FineTune):
     """:class:`FineTune` on a worker of the dask scheduler ``scheduler`` (an address, ``local`` or
-    ``local:N``, or a ``distributed.Client``).
+    ``local:N``, or a ``distributed.Client``); the other arguments are :class:`FineTune`'s.
 
     ``threads``: torch threads on the worker (None: the worker's own setting).
     """
 
-    def __init__(
-        self,
-        scheduler,
-        model: Model,
-        samples: list[Sample],
-        config: TrainConfig,
-        *,
-        device: str = "auto",
-        from_scratch: bool = False,
-        threads: int | None = None,
-    ):
-        super().__init__(model, samples, config, device=device, from_scratch=from_scratch)
+    def __init__(self, scheduler, *args, threads: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
         self.scheduler, self.threads = scheduler, threads
         self.worker: str | None = None  # the worker's address, once it has started
         self._event = None
