@@ -227,9 +227,20 @@ def payoff_table(runs: list[dict]) -> str:
         if not unc or not rnd:
             continue
         mean = float(np.mean(rnd))
-        ratio = f"{unc[-1] / mean:.1f}x" if mean > 0 else "random gains nothing"
+        ratio = f"{unc[-1] / mean:.1f}x" if mean > 0.002 else "random gains nothing"
         lines.append(f"| {key[0]} | {key[1]} | {unc[-1]:+.3f} | {mean:+.3f} ({', '.join(f'{g:+.3f}' for g in rnd)}) | {ratio} |")
     return "\n".join(lines)
+
+
+def _rounded(value):
+    """Floats to 5 significant decimals, so the per-object scores stay a small file."""
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def main() -> None:
@@ -255,7 +266,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        RESULTS.write_text(json.dumps(results, indent=1))
+        RESULTS.write_text(json.dumps(_rounded(results), indent=1))
 
     if args.flag:
         results["flag"] = flag(model)

@@ -17,7 +17,7 @@ from napari_unet.core.training import FineTune, TrainConfig
 
 from .test_finetune import _kromp_samples
 
-SAMPLES = ["nuclei_fluorescence", "nuclei_fluorescence_dense"]
+SAMPLES = ["nuclei_fluorescence", "nuclei_fluorescence_dense", "nuclei_he"]  # H&E: the RGB as the model's grey input
 
 
 @pytest.fixture

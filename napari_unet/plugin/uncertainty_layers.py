@@ -45,8 +45,8 @@ def set_object_scores(layer, index: tuple[int, ...], scores: ObjectScores) -> No
     columns |= {f"plane_{axis}": np.full(scores.ids.size, i, np.int64) for axis, i in enumerate(index)}
     rows = pd.DataFrame(columns)
     table = layer.features
-    if len(table) and SCORE in table:
-        same = np.ones(len(table), bool)  # the rows of this plane, from its last prediction
+    if len(table):  # kept: the rows of other planes, and features the layer had of its own
+        same = np.full(len(table), SCORE in table)  # the rows of this plane, from its last prediction
         for axis, i in enumerate(index):
             column = f"plane_{axis}"
             same &= table[column].to_numpy() == i if column in table else False
