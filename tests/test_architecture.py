@@ -46,7 +46,8 @@ def test_the_check_sees_a_gui_import():
 
 # --- the import contract: read from the source, imports inside functions included ----------------------
 
-LAYERS = ["io", "models", "labels", "predict", "exchange", "evaluation", "batch", "training"]  # each over those before it
+# each over those before it
+LAYERS = ["io", "models", "labels", "predict", "exchange", "evaluation", "batch", "training"]
 SHARED = {"napari_unet.core", "napari_unet.core.errors", "napari_unet.core.progress", "napari_unet.core.devices"}
 
 

@@ -27,7 +27,7 @@ def add_image_set_options(parser: argparse.ArgumentParser, *, labels: str, masks
     parser.add_argument(
         "--pair-by-order",
         action="store_true",
-        help="pair images with labels" + (" (and masks)" if masks else "") + " in sorted order when their names do not pair",
+        help=f"pair images with labels{' (and masks)' if masks else ''} in sorted order when their names do not pair",
     )
 
 

@@ -71,7 +71,9 @@ def add_parser(sub) -> None:
     p.add_argument("--patch", type=positive_int, help="training patch side (pixels)")
     p.add_argument("--batch-size", type=positive_int, help="patches per step")
     p.add_argument("--seed", type=int, help="random seed of the initial weights, patches and augmentation")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to train (auto: a GPU when there is one)")
+    p.add_argument(
+        "--device", default="auto", choices=DEVICE_CHOICES, help="where to train (auto: a GPU when there is one)"
+    )
     p.add_argument(
         "--scheduler",
         help="train on a worker of a dask cluster: the scheduler address tcp://HOST:PORT (the worker picks its own "

@@ -152,7 +152,8 @@ class writing_prediction:
 
 
 def mark_reviewed(layer, index: tuple[int, ...], mask: np.ndarray) -> None:
-    """Add ``mask`` (``(Y, X)``) to what counts as reviewed in plane ``index`` of ``layer`` (see :func:`reviewed_marks`)."""
+    """Add ``mask`` (``(Y, X)``) to what counts as reviewed in plane ``index`` of ``layer``
+    (see :func:`reviewed_marks`)."""
     marks = layer.metadata.setdefault(REVIEWED, {})
     index = tuple(int(i) for i in index)
     marks[index] = marks[index] | mask if index in marks else np.asarray(mask, bool).copy()

@@ -25,7 +25,8 @@ def show_uncertainty(viewer, labels_layer, index: tuple[int, ...], pixels: np.nd
     ``pixels`` into the plane of the uncertainty map (made on first use)."""
     set_object_scores(labels_layer, index, scores)
     name = f"{labels_layer.name} uncertainty"
-    found = [layer for layer in viewer.layers if layer.name == name and tuple(layer.data.shape) == labels_layer.data.shape]
+    shape = tuple(labels_layer.data.shape)
+    found = [layer for layer in viewer.layers if layer.name == name and tuple(layer.data.shape) == shape]
     if found:
         layer = found[0]
     else:

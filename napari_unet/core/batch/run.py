@@ -97,7 +97,9 @@ def iter_segment_file(
             )
         return job.output
     if options.uncertainty:
-        raise NapariUNetError(f"the uncertainty is written beside TIFF labels; name the output NAME.tif, not {job.output.name}")
+        raise NapariUNetError(
+            f"the uncertainty is written beside TIFF labels; name the output NAME.tif, not {job.output.name}"
+        )
     # One object size for the whole input, from its first plane, whatever order the planes are done in
     # (resumed runs, cluster workers): the labels must not depend on scheduling.
     segmenter.new_image()

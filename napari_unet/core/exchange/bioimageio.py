@@ -214,7 +214,9 @@ def _test_input(sample: np.ndarray, model) -> np.ndarray:
     elif image.ndim == 3 and image.shape[-1] == c and image.shape[0] != c:
         image = np.moveaxis(image, -1, 0)
     if image.ndim != 3 or image.shape[0] != c:
-        raise NapariUNetError(f"the sample must be one plane with the model's {c} channel(s), got shape {np.shape(sample)}")
+        raise NapariUNetError(
+            f"the sample must be one plane with the model's {c} channel(s), got shape {np.shape(sample)}"
+        )
     step = _size_step(model.network)
     side = [min(256, n) // step * step for n in image.shape[1:]]
     if min(side) < step:
@@ -277,7 +279,9 @@ def _identifier(text: str) -> str:
 
 
 def _default_name(model) -> str:
-    return f"napari-unet {model.config.task} U-Net" if model.config.network.architecture == "unet" else "napari-unet U2-Net"
+    if model.config.network.architecture == "unet":
+        return f"napari-unet {model.config.task} U-Net"
+    return "napari-unet U2-Net"
 
 
 def _default_description(model) -> str:

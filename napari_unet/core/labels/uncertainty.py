@@ -72,7 +72,8 @@ class ObjectScores:
 
 
 def object_uncertainty(prob: np.ndarray, labels: np.ndarray) -> ObjectScores:
-    """The uncertainty of each object of ``labels`` ``(Y, X)``, made from instance probabilities ``prob`` ``(3, Y, X)``."""
+    """The uncertainty of each object of ``labels`` ``(Y, X)``, made from the instance probabilities ``prob``
+    ``(3, Y, X)`` they came from."""
     prob, labels = np.asarray(prob), np.asarray(labels)
     if prob.ndim != 3 or prob.shape[0] != 3 or prob.shape[1:] != labels.shape:
         raise ValueError(

@@ -40,7 +40,8 @@ PlaneOutput = Literal["instances", "semantic", "probabilities"]
 @dataclass(frozen=True)
 class PlaneResult:
     """A finished plane: its ``index`` over the iterated axes and its labels or probabilities; with
-    ``uncertainty`` asked for, the per-pixel map and each object's score (:mod:`~napari_unet.core.labels.uncertainty`)."""
+    ``uncertainty`` asked for, the per-pixel map and each object's score
+    (:mod:`~napari_unet.core.labels.uncertainty`)."""
 
     index: tuple[int, ...]
     data: np.ndarray
