@@ -12,6 +12,7 @@ from napari_unet import load_model, segment
 from napari_unet.cli import main
 from napari_unet.core.errors import ModelFileError, NapariUNetError
 from napari_unet.core.exchange.bioimageio import check_package, export_bioimageio
+from napari_unet.core.io.samples import read_sample
 from napari_unet.core.progress import run
 from napari_unet.core.training import FineTune, TrainConfig
 
@@ -30,17 +31,11 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
-def _sample(name):
-    from pathlib import Path
-
-    return tifffile.imread(Path(__file__).resolve().parents[1] / "sample_data" / f"{name}.tif")
-
-
 def _same_labels(model, package):
     back = load_model(package)
     assert back.config == model.config
     for name in SAMPLES:
-        image = _sample(name)
+        image = read_sample(name)
         np.testing.assert_array_equal(segment(image, back, device="cpu"), segment(image, model, device="cpu"))
 
 
@@ -50,11 +45,11 @@ def test_the_default_model_package_passes_the_zoo_test_and_reads_back_as_the_sam
     assert "bioimage.io model test: passed" in capsys.readouterr().err
     _same_labels(load_model("default"), package)
     assert main(["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "y.tif"), "--model", str(package)]) == 2
-    tifffile.imwrite(tmp_path / "cells.tif", _sample("nuclei_fluorescence"))
+    tifffile.imwrite(tmp_path / "cells.tif", read_sample("nuclei_fluorescence"))
     assert main(["segment", str(tmp_path / "cells.tif"), "-o", str(tmp_path / "cells_labels.tif"),
                  "--model", str(package)]) == 0
     np.testing.assert_array_equal(
-        tifffile.imread(tmp_path / "cells_labels.tif"), segment(_sample("nuclei_fluorescence"), "default")
+        tifffile.imread(tmp_path / "cells_labels.tif"), segment(read_sample("nuclei_fluorescence"), "default")
     )
 
 
@@ -63,7 +58,7 @@ def test_a_fine_tuned_model_exports_passes_and_reads_back(tmp_path, offline):
     samples = _kromp_samples(parent, ["Neuroblastoma_1"])
     tuned = run(FineTune(parent, samples, TrainConfig(steps=3, patch=64, batch_size=2, val_fraction=0)).run()).finetuned
     assert tuned.config.provenance["steps"] == 3
-    package = export_bioimageio(tuned, tmp_path / "mine.zip", sample=_sample("nuclei_fluorescence"),
+    package = export_bioimageio(tuned, tmp_path / "mine.zip", sample=read_sample("nuclei_fluorescence"),
                                 name="my nuclei", authors=("A. Person",))
     passed, report = check_package(package)
     assert passed, report
@@ -85,5 +80,5 @@ def test_packages_and_exports_that_cannot_be_are_one_clear_message(tmp_path, mon
     assert "refusing to replace it" in capsys.readouterr().err and (tmp_path / "notes.zip").read_text() == "mine"
     monkeypatch.setitem(sys.modules, "bioimageio.spec", None)  # the extra not installed
     with pytest.raises(NapariUNetError, match=r"pip install 'napari-unet\[bioimageio\]'"):
-        export_bioimageio(load_model("default"), tmp_path / "x.zip", sample=_sample("nuclei_fluorescence"))
+        export_bioimageio(load_model("default"), tmp_path / "x.zip", sample=read_sample("nuclei_fluorescence"))
     assert not (tmp_path / "x.zip").exists()

@@ -148,8 +148,7 @@ class LabelToolsWidget(QWidget):
         if label is None:
             show_info(f"'{layer.name}' has no objects")
             return None
-        layer.selected_label = label
-        self._centre_on(layer, centroid(data, label))
+        self._select(layer, label)
         self.merge_spin.setValue(label)
         self.status.setText(f"Object {label} selected ({self._count(data)}).")
         return label
@@ -170,8 +169,7 @@ class LabelToolsWidget(QWidget):
         position = (order.index(current) + step) % len(order) if walking else (0 if step > 0 else -1)
         label = order[position]
         self._walked[layer.unique_id] = label
-        layer.selected_label = label
-        self._centre_on(layer, centroid(np.asarray(layer.data), label))
+        self._select(layer, label)
         score = float(layer.features.loc[layer.features["index"] == label, SCORE].iloc[-1])
         rank = position % len(order) + 1
         self.status.setText(f"Object {label}: uncertainty {score:.2f}, {rank} of {len(order)} (least sure first).")
@@ -240,6 +238,11 @@ class LabelToolsWidget(QWidget):
     def _write(layer: Labels, new: np.ndarray) -> None:
         with layer.block_history():
             write_undoable(layer, (), new)
+
+    def _select(self, layer: Labels, label: int) -> None:
+        """Select object ``label`` of ``layer`` and show it: its plane, centred."""
+        layer.selected_label = label
+        self._centre_on(layer, centroid(np.asarray(layer.data), label))
 
     def _centre_on(self, layer: Labels, position: tuple[float, ...]) -> None:
         """Show the plane of ``position`` (data coordinates of ``layer``) and centre the camera on it."""

@@ -8,22 +8,14 @@ a prediction with, or to practise corrections on.
 
 from __future__ import annotations
 
-from importlib import resources
 
 import numpy as np
-import tifffile
 
+from ..core.io.samples import read_sample
 from ..core.labels.label_edit import relabel_sequential
 
 STACK_PLANES = 5
 STACK_SIDE = 256
-
-
-def read_sample(name: str) -> np.ndarray:
-    """The array of ``sample_data/<name>.tif`` shipped with the package."""
-    ref = resources.files("napari_unet") / "sample_data" / f"{name}.tif"
-    with resources.as_file(ref) as path:
-        return tifffile.imread(path)
 
 
 def nuclei_fluorescence() -> list[tuple]:

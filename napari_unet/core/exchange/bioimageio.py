@@ -44,6 +44,7 @@ import torch
 
 from ..errors import NapariUNetError
 from ..io.files import atomic_path
+from ..io.samples import read_sample
 from ..labels.postprocess import instance_labels
 from ..models import unet as unet_module
 from ..models import u2net as u2net_module
@@ -185,13 +186,10 @@ def export_bioimageio(
 
 def shipped_sample(channels: int) -> np.ndarray:
     """A real image shipped with napari-unet (DSB 2018, CC0) with ``channels`` channels, for the test tensors."""
-    from importlib import resources
-
-    names = {1: "nuclei_fluorescence.tif", 3: "nuclei_he.tif"}
+    names = {1: "nuclei_fluorescence", 3: "nuclei_he"}
     if channels not in names:
         raise NapariUNetError(f"napari-unet ships no sample image with {channels} channels: give a sample image")
-    with resources.as_file(resources.files("napari_unet") / "sample_data" / names[channels]) as file:
-        return tifffile.imread(file)
+    return read_sample(names[channels])
 
 
 def check_package(path: str | os.PathLike) -> tuple[bool, str]:
