@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,13 @@ def rng() -> np.random.Generator:
 
 def dsb_path(kind: str, image_id: str) -> Path:
     return DATA / "dsb2018" / kind / f"{image_id}.tif"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a network connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)

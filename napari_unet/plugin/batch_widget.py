@@ -251,7 +251,7 @@ class BatchWidget(QWidget):
             self.output.setText(path)
 
     def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Model", "", "napari-unet model (*.safetensors)")
+        path, _ = QFileDialog.getOpenFileName(self, "Model", "", "models (*.safetensors *.zip);;All files (*)")
         if path:
             self.model.setText(path)
 

@@ -14,6 +14,7 @@ overwritten after a yes, as an undoable change.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import napari
@@ -140,13 +141,12 @@ class PredictWidget(QWidget):
         )
 
         if not self.model_combo.offers_a_model:
-            self.status.setText(
-                "This installation has no shipped model yet: choose a model file (.safetensors) under 'model'."
-            )
+            self.status.setText("This installation has no shipped model yet: choose a model file under 'model'.")
         self.refresh_choices()
 
         self.image_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
         self.output_combo.currentIndexChanged.connect(lambda: self._refresh_targets(prefer_last=True))
+        self.model_combo.currentIndexChanged.connect(self._match_output)
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
         events = self.viewer.layers.events
@@ -209,6 +209,13 @@ class PredictWidget(QWidget):
     def set_model(self, model: str) -> bool:
         """Choose a model file (or a shipped model's name) and remember it; False, with a notification, if unusable."""
         return self.model_combo.set_model(model)
+
+    def _match_output(self, index: int = -1) -> None:
+        """A model of a class per pixel (another tool's bioimage.io package, say) switches Instances to Semantic."""
+        with contextlib.suppress(NapariUNetError, OSError):  # an unusable model is reported when it runs
+            if self.model_combo.load().config.task == "semantic" and self.output_combo.currentData() == "instances":
+                self.output_combo.setCurrentIndex(self.output_combo.findData("semantic"))
+                self.status.setText(f"{self.model_combo.currentText()} gives a class per pixel: output set to Semantic.")
 
     # ---- running -------------------------------------------------------------------------------
 

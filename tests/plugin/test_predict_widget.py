@@ -274,3 +274,22 @@ def test_the_model_is_remembered_and_a_missing_shipped_model_is_explained(viewer
     devices = {later.device_combo.itemText(i): later.device_combo.model().item(i).isEnabled() for i in range(4)}
     assert devices["auto"] and devices["cpu"] and devices["cuda"] == torch.cuda.is_available()
     later.deleteLater()
+
+
+def test_another_tools_bioimageio_package_predicts_semantic_labels(viewer, qtbot, tmp_path, notifications):
+    pytest.importorskip("bioimageio.spec", reason="the bioimageio extra is part of the test environment")
+    from ..test_zoo_packages import _package
+
+    package = _package(tmp_path / "zoo", "foreground")
+    viewer.open_sample("napari-unet", "nuclei_fluorescence")
+    widget = _widget(viewer)
+    assert widget.output_combo.currentData() == "instances"
+    assert widget.set_model(package)
+    assert widget.output_combo.currentData() == "semantic" and "Semantic" in widget.status.text()
+    widget.run()
+    wait_for(qtbot, widget)
+    layer = viewer.layers[f"{widget.image_combo.currentText()} semantic"]
+    image = viewer.layers[widget.image_combo.currentText()].data
+    expected = segment(image, package, device="cpu", tile=256, batch_size=1)  # the widget's CPU tile
+    np.testing.assert_array_equal(layer.data, expected)
+    assert 0 < np.mean(layer.data == 1) < 0.9 and not messages(notifications)

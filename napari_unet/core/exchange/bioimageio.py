@@ -49,6 +49,7 @@ from ..labels.postprocess import instance_labels
 from ..models import unet as unet_module
 from ..models import u2net as u2net_module
 from ..models.package import CONFIG_KEY, PACKAGE_SUFFIX
+from ..models.zoo import check_own
 from ..predict.normalize import normalize
 
 INSTALL = "the bioimage.io format needs the bioimageio extra: pip install 'napari-unet[bioimageio]'"
@@ -97,6 +98,7 @@ def export_bioimageio(
     path = Path(path)
     if path.suffix.lower() != PACKAGE_SUFFIX:
         raise NapariUNetError(f"a bioimage.io package is a {PACKAGE_SUFFIX} file, got {path}")
+    check_own(model, "export")
     config, net = model.config, model.config.network
     if getattr(net, "padding", True) is False:
         raise NapariUNetError(
@@ -228,6 +230,9 @@ def _scale_range(raw: np.ndarray, config) -> np.ndarray:
     norm = config.normalization
     if norm.method == "none":
         return raw.astype(np.float32)
+    if norm.method == "zero_mean_unit_variance":
+        mean, std = raw.mean(axis=(1, 2), keepdims=True), raw.std(axis=(1, 2), keepdims=True)
+        return ((raw - mean) / (std + 1e-6)).astype(np.float32)
     lo, hi = np.percentile(raw, [norm.low, norm.high], axis=(1, 2), keepdims=True)
     return ((raw - lo) / (hi - lo + 1e-6)).astype(np.float32)
 
@@ -256,6 +261,9 @@ def _preprocessing(v, config) -> list:
         steps.append(v.ScaleRangeDescr(kwargs=v.ScaleRangeKwargs(
             axes=[v.AxisId("y"), v.AxisId("x")], min_percentile=norm.low, max_percentile=norm.high,
         )))
+    elif norm.method == "zero_mean_unit_variance":
+        kwargs = v.ZeroMeanUnitVarianceKwargs(axes=[v.AxisId("y"), v.AxisId("x")])
+        steps.append(v.ZeroMeanUnitVarianceDescr(kwargs=kwargs))
     return steps
 
 

@@ -52,6 +52,19 @@ class U2NetConfig(_Strict):
     variant: Literal["full", "small"] = "small"
 
 
+class ZooNetworkConfig(_Strict):
+    """A network read from another tool's bioimage.io package (:mod:`napari_unet.core.models.zoo`), used as it is.
+
+    ``out_channels``: of the output as napari-unet sees it (one class per channel; one channel: foreground).
+    """
+
+    architecture: Literal["bioimageio"] = "bioimageio"
+    in_channels: int = Field(1, ge=1, le=64)
+    out_channels: int = Field(1, ge=1, le=256)
+    package: str = Field(description="the package file the network is read from")
+    weights: Literal["torchscript", "pytorch_state_dict"] = "torchscript"
+
+
 def _architecture(value: Any) -> str:
     """The ``architecture`` tag of a network description; descriptions without one are U-Nets."""
     if isinstance(value, dict):
@@ -60,7 +73,10 @@ def _architecture(value: Any) -> str:
 
 
 NetworkConfig = Annotated[
-    Union[Annotated[UNetConfig, Tag("unet")], Annotated[U2NetConfig, Tag("u2net")]],
+    Union[
+        Annotated[UNetConfig, Tag("unet")], Annotated[U2NetConfig, Tag("u2net")],
+        Annotated[ZooNetworkConfig, Tag("bioimageio")],
+    ],
     Discriminator(_architecture),
 ]
 
@@ -69,10 +85,12 @@ class NormalizationConfig(_Strict):
     """How raw intensities become network input.
 
     ``percentile``: per channel, map the ``low`` and ``high`` percentiles of the
-    image to 0 and 1 (robust to any dtype and bit depth). ``none``: cast only.
+    image to 0 and 1 (robust to any dtype and bit depth). ``zero_mean_unit_variance``:
+    per channel, subtract the mean and divide by the standard deviation (plus
+    1e-6), as bioimage.io packages of other tools may ask. ``none``: cast only.
     """
 
-    method: Literal["percentile", "none"] = "percentile"
+    method: Literal["percentile", "zero_mean_unit_variance", "none"] = "percentile"
     low: float = Field(1.0, ge=0.0, lt=100.0)
     high: float = Field(99.8, gt=0.0, le=100.0)
 

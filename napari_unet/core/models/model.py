@@ -22,11 +22,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import ModelConfig
-from .package import PACKAGE_SUFFIX, read_package
+from .package import PACKAGE_SUFFIX, is_foreign_package, read_package
 from ..errors import ModelFileError
 from ..io.files import atomic_path
 from .u2net import U2Net
 from .unet import UNet
+from .zoo import ZooNetwork, check_own, read_zoo_package
 
 FORMAT_KEY = "napari_unet"
 FORMAT_VERSION = "1"
@@ -40,19 +41,23 @@ class Model:
 
     Attributes
     ----------
-    network : UNet or U2Net
-        The network; maps ``(B, in_channels, n, n)`` to ``(B, out_channels, m, m)`` logits.
+    network : UNet, U2Net or ZooNetwork
+        The network; maps ``(B, in_channels, n, n)`` to ``(B, out_channels, m, m)`` logits
+        (a :class:`~.zoo.ZooNetwork`: another tool's, read from its bioimage.io package).
     config : ModelConfig
         Architecture, task, classes, normalisation, tile and provenance.
     """
 
-    network: UNet | U2Net
+    network: UNet | U2Net | ZooNetwork
     config: ModelConfig
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> Model:
-        """A freshly initialised model for ``config`` (U-Net: He initialisation)."""
+        """A freshly initialised model for ``config`` (U-Net: He initialisation); another tool's network is read
+        from its package again, with its weights."""
         net = config.network
+        if net.architecture == "bioimageio":
+            return cls(read_zoo_package(net.package)[1], config)
         if net.architecture == "u2net":
             network: UNet | U2Net = U2Net(net.in_channels, net.out_channels, variant=net.variant)
         else:
@@ -70,6 +75,7 @@ class Model:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model to ``path`` atomically; returns the path."""
+        check_own(self, "save")
         path = Path(path)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
         metadata = {FORMAT_KEY: self.config.model_dump_json(), "format_version": FORMAT_VERSION}
@@ -79,8 +85,9 @@ class Model:
 
 
 def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
-    """Load a model file, a bioimage.io package (``.zip``) napari-unet exported, or a model shipped with the
-    package by name (``"default"``).
+    """Load a model file, a bioimage.io package (``.zip``: one napari-unet exported, exactly, or another tool's
+    2D model that gives class probabilities, see :mod:`.zoo`), or a model shipped with the package by name
+    (``"default"``).
 
     Raises
     ------
@@ -90,6 +97,9 @@ def load_model(path_or_name: str | os.PathLike, *, device: str | torch.device = 
         The file is not a napari-unet model file, or its contents are inconsistent.
     """
     path = _resolve(path_or_name)
+    if path.suffix.lower() == PACKAGE_SUFFIX and is_foreign_package(path):  # another tool's bioimage.io package
+        config, network = read_zoo_package(path)
+        return Model(network.to(device), config)
     if path.suffix.lower() == PACKAGE_SUFFIX:  # a bioimage.io package napari-unet exported
         config, state = read_package(path)
         return _with_weights(Model.from_config(config), state, path, device)

@@ -4,8 +4,8 @@ A package exported by :mod:`napari_unet.core.exchange.bioimageio` carries the
 model's whole :class:`~.config.ModelConfig` (post-processing thresholds and
 object size included) under ``config: napari_unet:`` of its ``rdf.yaml``, and the
 weights as a ``pytorch_state_dict``; together they make the very model it came
-from. Packages of other tools have no such config: reading them is refused
-with a message that says so.
+from. Packages of other tools have no such config: :mod:`.zoo` reads them (with
+``bioimageio.spec``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,18 @@ def is_package(path: str | os.PathLike) -> bool:
         return False
 
 
+def is_foreign_package(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a bioimage.io package that napari-unet did not write (no ``config.napari_unet``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            rdf_name = next((n for n in DESCRIPTIONS if n in names), None)
+            rdf = yaml.safe_load(archive.read(rdf_name)) if rdf_name else None
+    except (OSError, zipfile.BadZipFile, yaml.YAMLError):
+        return False
+    return isinstance(rdf, dict) and not (rdf.get("config") or {}).get(CONFIG_KEY)
+
+
 def read_package(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """The model config and weights of a package napari-unet exported.
 
@@ -56,9 +68,8 @@ def read_package(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
             if not ours:
                 name = rdf.get("name", "?") if isinstance(rdf, dict) else "?"
                 raise ModelFileError(
-                    f"{path} is a bioimage.io package ({name!r}) that napari-unet did not write: napari-unet reads "
-                    "its own packages (with their post-processing in config.napari_unet); other models of the "
-                    "model zoo are not supported yet"
+                    f"{path} is a bioimage.io package ({name!r}) that napari-unet did not write (it has no "
+                    "config.napari_unet): load it with load_model, which reads other tools' packages"
                 )
             weights = (rdf.get("weights") or {}).get("pytorch_state_dict") or {}
             source = weights.get("source")

@@ -171,7 +171,10 @@ class Segmenter:
                 cost = None
             if cost is not None and (best_cost is None or cost <= best_cost):
                 best, best_cost = tile, cost
-            tile = network.valid_input_size(tile + 1)
+            larger = network.valid_input_size(tile + 1)
+            if larger <= tile:  # a network of one input size
+                break
+            tile = larger
         return best
 
     def tiles(self, shape: tuple[int, int]) -> int:
@@ -290,13 +293,14 @@ def iter_segment(
     *,
     axes: str | None = None,
     channels: Sequence[int] | None = None,
-    output: Output = "instances",
+    output: Output | None = None,
     min_size: int = 10,
     stitch_z: float | None = None,
     **segmenter_kwargs,
 ) -> Generator[Progress | Notice, None, np.ndarray]:
     """Labels of every plane; a generator (see :func:`segment`)."""
     model, seg = _segmenter(model, segmenter_kwargs)
+    output = output or model.config.task
     layout = _layout(image, model, axes, channels)
     labels = np.zeros(layout.out_shape, dtype=np.uint32)
     yield from iter_labels(layout, image, seg, labels.__setitem__, output=output, min_size=min_size, stitch_z=stitch_z)
@@ -474,8 +478,9 @@ def segment(image, model: Model | Segmenter | str | os.PathLike, **kwargs) -> np
 
     Takes the arguments of :func:`predict`, and
 
-    output : {"instances", "semantic"}
-        Instance ids (0 = background, unique across the stack) or class ids.
+    output : {"instances", "semantic"}, optional
+        Instance ids (0 = background, unique across the stack) or class ids;
+        by default what the model was trained for.
     min_size : int
         Instances smaller than this many pixels are dropped.
     stitch_z : float, optional

@@ -7,6 +7,8 @@ import numpy as np
 from ..models.config import NormalizationConfig
 from ..errors import ImageError
 
+ZSCORE_EPS = 1e-6  # bioimage.io's default for zero_mean_unit_variance
+
 
 def normalize(image: np.ndarray, config: NormalizationConfig = NormalizationConfig()) -> np.ndarray:
     """Normalise a ``(C, Y, X)`` image channel by channel.
@@ -18,7 +20,8 @@ def normalize(image: np.ndarray, config: NormalizationConfig = NormalizationConf
     config : NormalizationConfig
         ``percentile`` maps the ``low`` / ``high`` percentiles of each channel
         to 0 / 1 (values outside are kept, not clipped); a constant channel
-        becomes 0. ``none`` only casts.
+        becomes 0. ``zero_mean_unit_variance``: ``(x - mean) / (std + 1e-6)``
+        per channel. ``none`` only casts.
 
     Returns
     -------
@@ -41,6 +44,11 @@ def normalize(image: np.ndarray, config: NormalizationConfig = NormalizationConf
         bad = np.count_nonzero(~np.isfinite(out))
         raise ImageError(f"the image holds {bad} NaN or infinite values out of {out.size}; expected finite numbers")
     if config.method == "none":
+        return out
+    if config.method == "zero_mean_unit_variance":
+        for channel in out:
+            channel -= channel.mean(dtype=np.float64)
+            channel /= channel.std(dtype=np.float64) + ZSCORE_EPS
         return out
     for channel in out:
         lo, hi = np.percentile(channel, [config.low, config.high])

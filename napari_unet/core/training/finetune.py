@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ..models.model import Model
+from ..models.zoo import check_own
 from .check import Comparison, adopt, compare, forgot, prediction_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
@@ -84,6 +85,7 @@ class FineTune:
         device: str = "auto",
         from_scratch: bool = False,
     ):
+        check_own(model, "fine-tune")
         if not samples:
             raise ValueError("no reviewed samples to train on")
         self.model, self.samples, self.config = model, samples, config
