@@ -12,7 +12,9 @@ from ..core.errors import NapariUNetError
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", help="model file (.safetensors), bioimage.io package (.zip), or 'default' (the shipped model)")
+    parser.add_argument(
+        "--model", default="default", help="model file (.safetensors), bioimage.io package (.zip), or 'default'"
+    )
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default: auto)")
 
 
