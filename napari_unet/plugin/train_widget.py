@@ -35,7 +35,7 @@ from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QPushButto
 from ..core.io.axes import plane_layout
 from ..core.devices import cpu_cores
 from ..core.errors import NapariUNetError
-from ..core.models.model import Model
+from ..core.models.model import Model, check_own
 from ..core.progress import Notice
 from ..core.training import Stage, TrainConfig, TrainResult
 from ..core.training.project import default_project_folder
@@ -283,6 +283,7 @@ class TrainWidget(TrainingSet, Versions, QWidget):
         scheduler = self.run_on.scheduler()  # an address that is not one stops here, before anything is written
         pairs = list(self.pairs) or [self.current_pair()]
         model = self.current_model()
+        check_own(model, "fine-tune")  # another tool's bioimage.io package: refused before anything is written
         for pair in pairs:
             if not self._present(pair.image) or not self._present(pair.labels):
                 raise NapariUNetError(

@@ -194,11 +194,17 @@ def test_bad_inputs_give_notifications_that_say_what_was_expected(viewer, tmp_pa
     _choose(widget.reviewed_combo, "whole")
     widget.set_model(str(small_model(in_channels=3).save(tmp_path / "rgb.safetensors")))
     widget.train()  # a 3-channel model on a grey image
+    pytest.importorskip("bioimageio.spec", reason="the bioimageio extra is part of the test environment")
+    from ..test_zoo_packages import _package
+
+    assert widget.set_model(_package(tmp_path / "zoo", "foreground"))
+    widget.train()  # another tool's model, which predicts only
     errors = messages(notifications)
-    assert len(errors) == 3, errors
+    assert len(errors) == 4, errors
     assert "needs an image layer and a Labels layer" in errors[0] and "found no layers" in errors[0]
     assert "have shape (100, 128); expected (128, 128)" in errors[1]
     assert "the model expects 3 channel(s) but the image has 1" in errors[2]
+    assert "another tool's bioimage.io package" in errors[3] and "cannot fine-tune it" in errors[3]
     assert widget.worker is None and not (tmp_path / "project").exists()
 
 
