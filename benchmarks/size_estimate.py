@@ -42,7 +42,7 @@ class Count:
         self.runs = self.pixels = 0
         self.zooms: list[float] = []
         self._label_crop = inference.Segmenter._label_crop
-        self._estimate = inference.estimate_scale
+        self._estimate = inference.iter_estimate_scale
 
     def __enter__(self):
         def label_crop(segmenter, x):
@@ -51,14 +51,14 @@ class Count:
             return self._label_crop(segmenter, x)
 
         def estimate(*args, **kwargs):
-            self.zooms.append(self._estimate(*args, **kwargs))
+            self.zooms.append((yield from self._estimate(*args, **kwargs)))
             return self.zooms[-1]
 
-        inference.Segmenter._label_crop, inference.estimate_scale = label_crop, estimate
+        inference.Segmenter._label_crop, inference.iter_estimate_scale = label_crop, estimate
         return self
 
     def __exit__(self, *exc):
-        inference.Segmenter._label_crop, inference.estimate_scale = self._label_crop, self._estimate
+        inference.Segmenter._label_crop, inference.iter_estimate_scale = self._label_crop, self._estimate
 
 
 def main(argv=None) -> int:
