@@ -19,6 +19,9 @@ process and the report quotes ratios. Linux only (reads /proc/self/status).
 
     python benchmarks/batch_memory.py                      # defaults: see --help
     python benchmarks/batch_memory.py --planes 64 --short 8 --size 512   # a quick look
+    python benchmarks/batch_memory.py --table              # the tables of the saved results
+
+Results go to ``benchmarks/results/batch_memory.json`` (``--results``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _record import heading, options, save, started  # noqa: E402
+
 MiB = 2**20
+PATHS = {"api": "Python API, plane by plane", "tif": "batch path, TIFF output", "zarr": "batch path, zarr output"}
 
 
 def main(argv=None) -> int:
@@ -51,46 +58,52 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="alternations of the throughput runs (default 2)")
     p.add_argument("--folder", help="where to write the stacks (default: a temporary folder, removed afterwards)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    options(p, "batch_memory")
     args = p.parse_args(argv)
     if args.child:
         return _child(args)
+    if args.table:
+        print(table(json.loads(args.results.read_text())))
+        return 0
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         return _parent(args, Path(folder))
 
 
 def _parent(args, folder: Path) -> int:
+    facts = started(args)
     model = Path(args.model) if args.model else _random_model(folder / "model.safetensors", args.width, args.depth)
-    long_stack, short_stack = folder / "long.tif", folder / "short.tif"
-    _write_stack(long_stack, args.planes, args.size)
-    _write_stack(short_stack, args.short, args.size)
-    plane_bytes = args.size * args.size * 2
-    print(f"stacks: {args.planes} and {args.short} planes of {args.size} x {args.size} uint16 "
-          f"({args.planes * plane_bytes / MiB:.0f} MiB and {args.short * plane_bytes / MiB:.0f} MiB)")
-    import torch
-
-    print(f"model: {model.name if args.model else f'random U-Net, depth {args.depth}, width {args.width}'}; "
-          f"tile {args.tile}, 4 tiles a batch; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"machine: {_cpu()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M %Z')}\n")
-
-    rows = []
-    for name, stack, n in (("long", long_stack, args.planes), ("short", short_stack, args.short)):
-        r = _run_child(args, "memory", stack, model, folder)
-        rows.append((name, n, n * plane_bytes, r))
-    print(f"{'stack':<8}{'planes':>8}{'stack MiB':>11}{'loaded MiB':>12}{'peak MiB':>10}{'peak - loaded':>15}{'s/plane':>9}")
-    for name, n, nbytes, r in rows:
-        print(f"{name:<8}{n:>8}{nbytes / MiB:>11.0f}{r['loaded'] / MiB:>12.0f}{r['peak'] / MiB:>10.0f}"
-              f"{(r['peak'] - r['loaded']) / MiB:>15.0f}{r['seconds'] / n:>9.2f}")
-
-    t = _run_child(args, "throughput", short_stack, model, folder)
-    api = np.median(t["api"])
-    print(f"\nthroughput on the short stack, {args.repeats} alternations, median seconds:")
-    print(f"{'path':<30}{'seconds':>9}{'planes/s':>10}{'vs API':>8}")
-    for key, label in (("api", "Python API, plane by plane"), ("tif", "batch path, TIFF output"),
-                       ("zarr", "batch path, zarr output")):
-        s = np.median(t[key])
-        print(f"{label:<30}{s:>9.1f}{args.short / s:>10.3f}{api / s:>8.2f}")
-    print("\nraw: " + json.dumps({"memory": [r for *_, r in rows], "throughput": t}))
+    stacks = {"long": (folder / "long.tif", args.planes), "short": (folder / "short.tif", args.short)}
+    for stack, planes in stacks.values():
+        _write_stack(stack, planes, args.size)
+    results = {"plane_bytes": args.size * args.size * 2, "memory": {}}
+    for name, (stack, planes) in stacks.items():
+        results["memory"][name] = {"planes": planes, **_run_child(args, "memory", stack, model, folder)}
+        print(name, results["memory"][name], flush=True)
+    results["throughput"] = {"planes": args.short, **_run_child(args, "throughput", stacks["short"][0], model, folder)}
+    print(table(save(args.results, facts, results)))
     return 0
+
+
+def table(record: dict) -> str:
+    """Markdown: peak memory of the long and the short stack, then the throughput of each path on the short one."""
+    r, args = record["results"], record["run"]["args"]
+    model = args["model"] or f"random U-Net, depth {args['depth']}, width {args['width']}"
+    lines = [heading(record), "", f"Planes of {args['size']} x {args['size']} uint16; model: {model}; "
+             f"tile {args['tile']}, 4 tiles a batch.", "",
+             "| stack | planes | stack size | resident when loaded | peak resident | peak - loaded | s / plane |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, m in r["memory"].items():
+        lines.append(f"| {name} | {m['planes']} | {m['planes'] * r['plane_bytes'] / MiB:.0f} MiB | "
+                     f"{m['loaded'] / MiB:.0f} MiB | **{m['peak'] / MiB:.0f} MiB** | "
+                     f"{(m['peak'] - m['loaded']) / MiB:.0f} MiB | {m['seconds'] / m['planes']:.2f} |")
+    t = r["throughput"]
+    api = np.median(t["api"])
+    lines += ["", f"| path, short stack ({t['planes']} planes), median of {len(t['api'])} alternations "
+              "| median s | planes / s | vs API |", "| --- | ---: | ---: | ---: |"]
+    for key, label in PATHS.items():
+        seconds = np.median(t[key])
+        lines.append(f"| {label} | {seconds:.1f} | {t['planes'] / seconds:.3f} | {api / seconds:.2f} |")
+    return "\n".join(lines)
 
 
 def _run_child(args, mode: str, stack: Path, model: Path, folder: Path) -> dict:
@@ -140,15 +153,6 @@ def _child(args) -> int:
         times["zarr"].append(batch(Path(folder) / f"throughput_{i}.zarr"))
     print(json.dumps(times))
     return 0
-
-
-def _cpu() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _status(field: str) -> int:

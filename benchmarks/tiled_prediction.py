@@ -16,12 +16,18 @@ plain 3x3 ``conv2d`` timed in the same rounds gives the machine's convolution
 ceiling, against which the network's achieved GFLOP/s are read.
 
     python benchmarks/tiled_prediction.py                   # width 32, depth 4, 2048^2, CPU
+    python benchmarks/tiled_prediction.py --width 16
     python benchmarks/tiled_prediction.py --width 16 --device cuda
+    python benchmarks/tiled_prediction.py --table           # the tables of the saved runs
+
+Each run is saved in ``benchmarks/results/tiled_prediction.json`` (``--results``)
+under its settings, beside the runs of other settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import resource
@@ -33,6 +39,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _record import heading, options, save, started  # noqa: E402
 
 SIDES = ("napari_unet", "monai")
 CEILING_SIZE = 1024  # side of the plain-convolution input
@@ -55,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", choices=(*SIDES, "conv"), help=argparse.SUPPRESS)
+    options(p, "tiled_prediction")
     return p.parse_args(argv)
 
 
@@ -335,43 +346,50 @@ def network_gflop_per_megapixel(args) -> tuple[float, int]:
     return flops[0] / 1e9 / (args.tile**2 / 1e6), params
 
 
-def report(args, times, tiles, last, conv_times, conv_gflop, gflop_per_mpx) -> None:
-    """Print the table (Markdown) and the ratios."""
-    megapixels = args.size**2 / 1e6
-    batches = -(-tiles["napari_unet"] // args.batch_size)
-    memory = "peak GPU alloc +MiB" if args.device.startswith("cuda") else "peak RSS +MiB"
-    print()
-    print(f"| | median s | Mpx/s | GFLOP/s | {memory} | tiles | runs (s) |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+def settings(args) -> str:
+    """The key of a run's settings in the results file."""
+    return (f"width {args.width}, depth {args.depth}, {args.size}^2, tile {args.tile}, overlap {args.overlap}, "
+            f"batch {args.batch_size}, {args.device}, amp {args.amp}, threads {args.threads or 'default'}")
+
+
+def report(record: dict) -> str:
+    """Markdown: the table of a saved run, then the ratios and how far the outputs are apart."""
+    r, args = record["results"], record["run"]["args"]
+    times, tiles = r["seconds"], r["tiles"]
+    megapixels = args["size"] ** 2 / 1e6
+    lines = [f"U-Net width {args['width']}, depth {args['depth']}: {r['parameters'] / 1e6:.2f} M parameters, "
+             f"{r['gflop_per_mpx']:.1f} GFLOP per megapixel; MONAI {r['monai']}", "", heading(record), "",
+             f"| | median s | Mpx/s | GFLOP/s | {r['memory']} +MiB | tiles | runs (s) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     gflops = {}
     for name in SIDES:
         med = statistics.median(times[name])
-        gflops[name] = gflop_per_mpx * tiles[name] * args.tile**2 / 1e6 / med
-        peak = last[name].get("peak_gpu_increase", last[name]["peak_rss_increase"]) / 2**20
-        runs = ", ".join(f"{t:.2f}" for t in times[name])
-        mpxs = megapixels / med
-        print(f"| {name} | {med:.2f} | {mpxs:.3f} | {gflops[name]:.1f} | {peak:.0f} | {tiles[name]} | {runs} |")
-    for name, runs in conv_times.items():
-        med = statistics.median(runs)
-        print(f"| {name} | {med:.3f} | | {conv_gflop[name] / med:.1f} | | | {', '.join(f'{t:.3f}' for t in runs)} |")
+        gflops[name] = r["gflop_per_mpx"] * tiles[name] * args["tile"] ** 2 / 1e6 / med
+        lines.append(f"| {name} | {med:.2f} | {megapixels / med:.3f} | {gflops[name]:.1f} | {r['peak_mib'][name]:.0f} "
+                     f"| {tiles[name]} | {', '.join(f'{t:.2f}' for t in times[name])} |")
+    for name, c in r["conv"].items():
+        med = statistics.median(c["seconds"])
+        lines.append(f"| {name} | {med:.3f} | | {c['gflop'] / med:.1f} | | | "
+                     f"{', '.join(f'{t:.3f}' for t in c['seconds'])} |")
     ours, theirs = (np.array(times[name]) for name in SIDES)
-    print()
-    print(
-        f"throughput napari_unet / MONAI: {statistics.median(theirs) / statistics.median(ours):.2f}x "
-        f"(ratio of medians; per-round ratios {', '.join(f'{r:.2f}' for r in theirs / ours)})"
-    )
-    plain = {n: conv_gflop[n] / statistics.median(r) for n, r in conv_times.items() if n.startswith("conv3x3")}
+    plain = {n: c["gflop"] / statistics.median(c["seconds"]) for n, c in r["conv"].items() if n.startswith("conv3x3")}
     best = max(plain, key=plain.get)
-    print(
-        f"achieved / best plain conv ({best}, {plain[best]:.1f} GFLOP/s): "
+    alone = next(c for n, c in r["conv"].items() if not n.startswith("conv3x3"))
+    floor = statistics.median(alone["seconds"]) * -(-tiles["napari_unet"] // args["batch_size"])
+    a = r["agreement"]
+    lines += [
+        "",
+        f"- Throughput napari_unet / MONAI: **{statistics.median(theirs) / statistics.median(ours):.2f}x** "
+        f"(ratio of medians; per-round ratios {', '.join(f'{x:.2f}' for x in theirs / ours)}).",
+        f"- Achieved / best plain convolution ({best}, {plain[best]:.1f} GFLOP/s): "
         + ", ".join(f"{n} {gflops[n] / plain[best]:.0%}" for n in SIDES)
-    )
-    alone = next(n for n in conv_times if not n.startswith("conv3x3"))
-    floor = statistics.median(conv_times[alone]) * batches
-    print(
-        f"napari_unet's convolutions alone would take {floor:.2f} s for its {batches} batches: "
-        f"{floor / statistics.median(ours):.0%} of its median time"
-    )
+        + f"; napari_unet's convolutions alone would take {floor:.2f} s, {floor / statistics.median(ours):.0%} "
+        "of its median time.",
+        f"- Probabilities apart (different blending windows and border padding, so not identical): max |diff| "
+        f"{a['max']:.2f} ({a['max_inner']:.2f} beyond {a['border']} px of the border), mean {a['mean']:.3f}, "
+        f"same winning class on {a['same_class']:.1%} of pixels.",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
@@ -379,55 +397,53 @@ def main(argv=None) -> None:
     if args.worker:
         worker(args)
         return
-    import torch
-
+    if args.table:
+        for key, record in json.loads(args.results.read_text())["runs"].items():
+            print(f"### {key}\n\n{report(record)}\n")
+        return
+    facts = started(args)
     forwarded = [
         f"--width={args.width}", f"--depth={args.depth}", f"--size={args.size}", f"--tile={args.tile}",
         f"--overlap={args.overlap}", f"--batch-size={args.batch_size}", f"--device={args.device}",
         f"--amp={args.amp}", f"--threads={args.threads}", f"--seed={args.seed}",
     ]
     gflop_per_mpx, params = network_gflop_per_megapixel(args)
-    print(
-        f"U-Net width {args.width}, depth {args.depth}: {params / 1e6:.2f} M parameters, "
-        f"{gflop_per_mpx:.1f} GFLOP per megapixel (convolutions, {args.tile}^2 input)"
-    )
-    print(
-        f"image {args.size}x{args.size}, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
-        f"device {args.device}, amp {args.amp}, torch {torch.__version__}, {os.cpu_count()} CPUs"
-    )
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     times: dict[str, list[float]] = {name: [] for name in SIDES}
-    conv_times: dict[str, list[float]] = {}
-    conv_gflop: dict[str, float] = {}
+    conv: dict[str, dict] = {}
     last: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workers = {name: Worker(name, forwarded) for name in (*SIDES, "conv")}
         try:
-            print(f"torch threads per worker: {workers['napari_unet'].info['threads']}")
+            threads = workers["napari_unet"].info["threads"]
             warm = {name: w.run() for name, w in workers.items()}  # also counts the tiles each side runs
             tiles = {name: warm[name]["tiles"] for name in SIDES}
             print("warm-up: " + ", ".join(f"{n} {warm[n]['seconds']:.1f} s ({tiles[n]} tiles)" for n in SIDES))
             for i in range(args.repeats):
                 for name in SIDES if i % 2 == 0 else SIDES[::-1]:  # ABBA: neither side always goes first
-                    save = os.path.join(tmp, f"{name}.npy") if i == 0 else None
-                    last[name] = workers[name].run(save)
+                    save_to = os.path.join(tmp, f"{name}.npy") if i == 0 else None
+                    last[name] = workers[name].run(save_to)
                     times[name].append(last[name]["seconds"])
                     print(f"  round {i + 1}: {name:12s} {last[name]['seconds']:7.2f} s", flush=True)
                 for name, (seconds, gflop) in workers["conv"].run()["conv"].items():
-                    conv_times.setdefault(name, []).append(seconds)
-                    conv_gflop[name] = gflop
+                    conv.setdefault(name, {"seconds": [], "gflop": gflop})["seconds"].append(seconds)
             ours, theirs = (np.load(os.path.join(tmp, f"{name}.npy")) for name in SIDES)
         finally:
             for w in workers.values():
                 w.close()
+    gpu = args.device.startswith("cuda")
+    results = {
+        "parameters": params, "gflop_per_mpx": gflop_per_mpx, "monai": importlib.metadata.version("monai"),
+        "worker_threads": threads,
+        "warmup_seconds": {n: warm[n]["seconds"] for n in SIDES}, "tiles": tiles, "seconds": times,
+        "memory": "peak GPU alloc" if gpu else "peak RSS",
+        "peak_mib": {n: last[n]["peak_gpu_increase" if gpu else "peak_rss_increase"] / 2**20 for n in SIDES},
+        "conv": conv, "agreement": compare(ours, theirs, border=args.tile // 8),
+    }
+    print(report(save(args.results, facts, results, key=settings(args))["runs"][settings(args)]))
 
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine)")
-    report(args, times, tiles, last, conv_times, conv_gflop, gflop_per_mpx)
-    compare(ours, theirs, border=args.tile // 8)
 
-
-def compare(ours: np.ndarray, theirs: np.ndarray, border: int) -> None:
-    """Print how far the two sides' ``(K, Y, X)`` probabilities are apart; no pass or fail.
+def compare(ours: np.ndarray, theirs: np.ndarray, border: int) -> dict:
+    """How far the two sides' ``(K, Y, X)`` probabilities are apart; no pass or fail.
 
     They cannot be identical: napari_unet blends with a raised-cosine window
     and mirror-pads the image; MONAI blends with a Gaussian and its border
@@ -436,12 +452,9 @@ def compare(ours: np.ndarray, theirs: np.ndarray, border: int) -> None:
     """
     diff = np.abs(ours - theirs)
     inner = diff[:, border:-border, border:-border]
-    agree = (ours.argmax(0) == theirs.argmax(0)).mean()
-    print(
-        f"probabilities, napari_unet vs MONAI (different blending windows and border padding, so not identical): "
-        f"max |diff| {diff.max():.4f} ({inner.max():.4f} beyond {border} px of the border), "
-        f"mean {diff.mean():.5f}, same winning class on {agree:.2%} of pixels"
-    )
+    same = ours.argmax(0) == theirs.argmax(0)
+    return {"max": float(diff.max()), "max_inner": float(inner.max()), "border": border, "mean": float(diff.mean()),
+            "same_class": float(same.mean())}
 
 
 if __name__ == "__main__":
