@@ -53,9 +53,17 @@ def started(args: argparse.Namespace) -> dict:
         "platform": platform.platform(), "cpu": cpu(), "cores": os.cpu_count(),
         "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "command": " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "args": {k: _relative(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "load_before": load(),
     }
+
+
+def _relative(path: Path) -> str:
+    """A path inside the repository as it is written there (``benchmarks/results/...``), others as they are."""
+    try:
+        return str(path.resolve().relative_to(RESULTS.parents[1]))
+    except ValueError:
+        return str(path)
 
 
 def save(path: Path, facts: dict, results: dict, key: str | None = None) -> dict:
