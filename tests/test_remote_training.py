@@ -77,8 +77,10 @@ def test_stop_ends_a_run_on_a_worker_within_two_steps(client, parent_and_samples
             if len(steps) == 3:
                 remote_run.stop()
     result = remote_run.result
-    assert result.stopped
-    assert len(steps) <= 3 + 2 and result.steps == steps[-1]
+    assert result.stopped and result.steps == steps[-1]
+    # updates travel in batches, so the worker may be steps ahead of what was shown when Stop was pressed:
+    # it ends at most two steps after the stop reaches it
+    assert remote_run.stop_seen_at is not None and result.steps <= remote_run.stop_seen_at + 2
     assert client.scheduler_info()["workers"]  # the worker is still there, ready for the next run
 
 

@@ -53,6 +53,7 @@ class RemoteFineTune(FineTune):
         super().__init__(*args, **kwargs)
         self.scheduler, self.threads = scheduler, threads
         self.worker: str | None = None  # the worker's address, once it has started
+        self.stop_seen_at: int | None = None  # the worker's last step when the stop reached it
         self._event = None
         self._lock = threading.Lock()
 
@@ -123,6 +124,8 @@ class RemoteFineTune(FineTune):
                     self.worker = message["worker"]
                     yield Stage(f"training on the dask worker {self.worker} ({message['device']})",
                                 message["seconds"])
+                elif message["kind"] == "stop_seen":
+                    self.stop_seen_at = message["step"]
                 else:
                     yield _decode(message)
             if not messages:
@@ -161,10 +164,13 @@ def train_on_worker(
     queue.put({"kind": "started", "worker": get_worker().address, "device": str(resolve_device(device)),
                "seconds": time.perf_counter() - start})
 
+    last_step = [0]
+
     def wait_for_stop():
         with contextlib.suppress(OSError):  # the scheduler went away: the run ends with it
             stop.wait()
             finetune.stop()
+            queue.put({"kind": "stop_seen", "step": last_step[0]})
 
     threading.Thread(target=wait_for_stop, daemon=True, name=f"{name}-stop").start()
     try:
@@ -175,6 +181,8 @@ def train_on_worker(
             except StopIteration as done:
                 result = done.value
                 break
+            if isinstance(update, TrainUpdate):
+                last_step[0] = update.step
             queue.put(_encode(update))
     finally:
         stop.set()  # lets the waiting thread end
