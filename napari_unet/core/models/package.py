@@ -40,12 +40,21 @@ def is_foreign_package(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a bioimage.io package that napari-unet did not write (no ``config.napari_unet``)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            rdf_name = next((n for n in DESCRIPTIONS if n in names), None)
-            rdf = yaml.safe_load(archive.read(rdf_name)) if rdf_name else None
+            rdf = _description(archive)
     except (OSError, zipfile.BadZipFile, yaml.YAMLError):
         return False
-    return isinstance(rdf, dict) and not (rdf.get("config") or {}).get(CONFIG_KEY)
+    return isinstance(rdf, dict) and not _our_config(rdf)
+
+
+def _description(archive: zipfile.ZipFile):
+    """The package's parsed ``rdf.yaml`` (or ``bioimageio.yaml``), or None when it has none."""
+    rdf_name = next((n for n in DESCRIPTIONS if n in archive.namelist()), None)
+    return None if rdf_name is None else yaml.safe_load(archive.read(rdf_name))
+
+
+def _our_config(rdf) -> dict | None:
+    """napari-unet's entry under the description's ``config``, if it has one."""
+    return (rdf.get("config") or {}).get(CONFIG_KEY) if isinstance(rdf, dict) else None
 
 
 def read_package(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
@@ -59,12 +68,10 @@ def read_package(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            rdf_name = next((n for n in DESCRIPTIONS if n in names), None)
-            if rdf_name is None:
+            rdf = _description(archive)
+            if rdf is None:
                 raise ModelFileError(f"{path} is a zip file but not a bioimage.io model package (it has no rdf.yaml)")
-            rdf = yaml.safe_load(archive.read(rdf_name))
-            ours = (rdf.get("config") or {}).get(CONFIG_KEY) if isinstance(rdf, dict) else None
+            ours = _our_config(rdf)
             if not ours:
                 name = rdf.get("name", "?") if isinstance(rdf, dict) else "?"
                 raise ModelFileError(
@@ -73,7 +80,7 @@ def read_package(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
                 )
             weights = (rdf.get("weights") or {}).get("pytorch_state_dict") or {}
             source = weights.get("source")
-            if source not in names:
+            if source not in archive.namelist():
                 raise ModelFileError(f"{path}: the package has no pytorch_state_dict weights file ({source!r})")
             state = torch.load(io.BytesIO(archive.read(source)), map_location="cpu", weights_only=True)
     except (OSError, zipfile.BadZipFile, yaml.YAMLError, RuntimeError) as error:
