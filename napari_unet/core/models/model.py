@@ -27,7 +27,7 @@ from ..errors import ModelFileError
 from ..io.files import atomic_path
 from .u2net import U2Net
 from .unet import UNet
-from .zoo import ZooNetwork, check_own, read_zoo_package
+from .zoo import ARCHITECTURE as ZOO, ZooNetwork, check_own, read_zoo_package
 
 FORMAT_KEY = "napari_unet"
 FORMAT_VERSION = "1"
@@ -56,7 +56,7 @@ class Model:
         """A freshly initialised model for ``config`` (U-Net: He initialisation); another tool's network is read
         from its package again, with its weights."""
         net = config.network
-        if net.architecture == "bioimageio":
+        if net.architecture == ZOO:
             return cls(read_zoo_package(net.package)[1], config)
         if net.architecture == "u2net":
             network: UNet | U2Net = U2Net(net.in_channels, net.out_channels, variant=net.variant)

@@ -302,12 +302,10 @@ def _output_axes(out, inp, name: str) -> tuple[str, list[str], int]:
             names = [str(n) for n in axis.channel_names]
         elif axis.type == "space" and str(axis.id) in SPACE:
             letters += str(axis.id)
-            ref = axis.size
+            ref, source = axis.size, next(a for a in inp.axes if str(a.id) == str(axis.id))
             same = (type(ref).__name__ == "SizeReference" and ref.tensor_id == inp.id
-                    and str(ref.axis_id) == str(axis.id) and ref.offset == 0
-                    and axis.scale == next(a.scale for a in inp.axes if str(a.id) == str(axis.id)))
-            fixed = isinstance(ref, int) and _side(next(a.size for a in inp.axes if str(a.id) == str(axis.id)),
-                                                  name) == (ref, 0)
+                    and str(ref.axis_id) == str(axis.id) and ref.offset == 0 and axis.scale == source.scale)
+            fixed = isinstance(ref, int) and _side(source.size, name) == (ref, 0)
             if not (same or fixed):
                 raise ModelFileError(
                     f"{name}'s output axis {axis.id} has size {ref!r}; napari-unet uses outputs of the input's size"
