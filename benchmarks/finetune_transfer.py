@@ -169,7 +169,7 @@ def main() -> None:
                     "tag": args.tag, "settings": overrides, "minutes": minutes, "seed": seed,
                     "preparation": own, "corrected": corrected, "steps": result.steps,
                     "seconds": result.seconds, "timing": result.timing, "adopted": bool(result.improved),
-                    "blend": result.blend,
+                    "blend": result.blend, "pulled_back": result.pulled_back,
                     "check": result.finetuned.config.provenance.get("check"),
                     "scores": scores(result.finetuned, prep, dsb_ids),
                 }
@@ -187,8 +187,9 @@ def main() -> None:
 def table(results: dict, prep: dict[str, str]) -> str:
     """Markdown: per settings and length, the mean over runs of each change, and how often the check agreed.
 
-    The fine-tuned model scored is the one the run offers (pulled halfway back to the default when the
-    whole fine-tune forgot and the halfway one passed the checks: "halfway"), adopted or not; "adopted:
+    The fine-tuned model scored is the one the run offers (``TrainConfig.blend`` of the way from the default
+    to the fine-tune, or half that when the blend forgot and the closer one passed the checks: "pulled
+    back"), adopted or not; "adopted:
     min" is the worst DSB change among the models adopted (otherwise the user keeps the default).
 
     "verdict agrees": adopted exactly when the preparation's other images got better; "sign agrees":
@@ -210,7 +211,8 @@ def table(results: dict, prep: dict[str, str]) -> str:
         sign = sum(c is not None and (c["gain"] > 0) == (g > 0) for c, g in zip(checked, own))
         share = statistics.median(r["timing"]["steps"] / r["seconds"] for r in runs)
         elsewhere = [v for x in s for v in x["elsewhere"].values()]
-        halfway = sum(r.get("blend", 1.0) < 1 for r in runs)
+        # runs from before TrainConfig.blend kept the whole fine-tune unless it was pulled back halfway
+        halfway = sum(r.get("pulled_back", r.get("blend", 1.0) < 1) for r in runs)
         kept = [x["dsb"] for r, x in zip(runs, s) if r["adopted"]]  # the model the user goes on with
         lines.append(
             f"| {tag} | {minutes:g} | {len(runs)} | {statistics.median(r['steps'] for r in runs):.0f} | "
@@ -218,7 +220,7 @@ def table(results: dict, prep: dict[str, str]) -> str:
             f"{np.mean(elsewhere):+.3f}, {min(elsewhere):+.3f} | "
             f"{np.mean([x['dsb'] for x in s]):+.3f} (min {min(x['dsb'] for x in s):+.3f}; adopted: min "
             f"{min(kept, default=0.0):+.3f}) | {sum(r['adopted'] for r in runs)}/{len(runs)}"
-            + (f" ({halfway} halfway)" if halfway else "")
+            + (f" ({halfway} pulled back)" if halfway else "")
             + f" | {agree}/{len(runs)} | {sign}/{len(runs)} | {share:.0%} |"
         )
     return "\n".join(lines)

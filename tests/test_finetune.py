@@ -18,7 +18,8 @@ from napari_unet.core.training.check import (
     verdict,
 )
 from napari_unet.core.training.files import scale_to
-from napari_unet.core.training.finetune import average_models, plan_folds
+from napari_unet.core.training import finetune as finetune_module
+from napari_unet.core.training.finetune import average_models, plan_folds, toward
 from napari_unet.core.training.replay import load_replay
 
 from .conftest import DATA, small_model
@@ -115,6 +116,19 @@ def test_averaging_models_averages_their_weights():
         x, y = a.network.state_dict()[key], b.network.state_dict()[key]
         if value.is_floating_point():
             np.testing.assert_allclose(value, (x + y) / 2, rtol=1e-6, atol=1e-7)
+
+
+def test_a_blend_lies_the_share_asked_for_of_the_way_from_the_parent_to_the_fine_tune():
+    parent, tuned = small_model(seed=1), small_model(seed=2)
+    for share in (0.25, 0.5, 1.0):
+        blend = toward(parent, tuned, share)
+        assert blend.config is tuned.config and blend.network is not tuned.network
+        for key, value in blend.network.state_dict().items():
+            x, y = parent.network.state_dict()[key], tuned.network.state_dict()[key]
+            if value.is_floating_point():
+                np.testing.assert_allclose(value, x + share * (y - x), rtol=1e-5, atol=1e-6)
+    # the parent's weights are untouched
+    torch.testing.assert_close(parent.network.state_dict(), small_model(seed=1).network.state_dict())
 
 
 # --- the check -------------------------------------------------------------------------------------
@@ -238,8 +252,37 @@ def test_a_fine_tune_stopped_before_it_starts_returns_the_parent_untouched():
     assert result.steps == 0 and result.stopped and result.model is parent and result.improved is False
 
 
-@pytest.mark.parametrize("halfway_forgets", [False, True])
-def test_a_fine_tune_that_forgot_is_pulled_halfway_back_to_its_parent_and_checked_again(monkeypatch, halfway_forgets):
+def test_the_checks_judge_the_blend_that_is_kept(monkeypatch):
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1", "Neuroblastoma_5"])
+    made, judged = [], []
+    real_toward = finetune_module.toward
+
+    def recording_toward(start, model, share):
+        made.append((start, share, real_toward(start, model, share)))
+        return made[-1][2]
+
+    def user_check(self, models, parent_val):
+        judged.extend(models)
+        return _comparison(0.03, low=0.01)
+
+    monkeypatch.setattr(finetune_module, "toward", recording_toward)
+    monkeypatch.setattr(FineTune, "_user_check", user_check)
+    monkeypatch.setattr(FineTune, "_forgetting_check", lambda self, model, replay, parent: _comparison(0.0))
+    config = TrainConfig(steps=4, patch=128, val_every=2)
+    assert config.blend == 0.5  # the shipped recipe
+    result = run(FineTune(parent, samples, config, device="cpu").run())
+    assert [share for _, share, _ in made] == [0.5, 0.5] and all(start is parent for start, _, _ in made)
+    assert len(judged) == 2 and all(a is b for a, (_, _, b) in zip(judged, made))  # each run's, on its held-out image
+    assert result.improved and result.blend == 0.5 and not result.pulled_back
+    expected = average_models(judged).network.state_dict()
+    torch.testing.assert_close(result.model.network.state_dict(), expected)
+    assert result.model.config.provenance["blend"] == 0.5
+    assert result.verdict().startswith("adopted: better")
+
+
+@pytest.mark.parametrize("closer_forgets", [False, True])
+def test_a_fine_tune_that_forgot_is_pulled_back_to_half_its_share_and_checked_again(monkeypatch, closer_forgets):
     parent = load_model("default")
     samples = _kromp_samples(parent, ["Neuroblastoma_1", "Neuroblastoma_5"])
     checked: list = []
@@ -250,24 +293,25 @@ def test_a_fine_tune_that_forgot_is_pulled_halfway_back_to_its_parent_and_checke
 
     def forgetting_check(self, model, replay, replay_parent):
         checked.append(model)
-        return forgot_it if len(checked) == 1 or halfway_forgets else _comparison(-0.01, low=-0.04)
+        return forgot_it if len(checked) == 1 or closer_forgets else _comparison(-0.01, low=-0.04)
 
     monkeypatch.setattr(FineTune, "_user_check", user_check)
     monkeypatch.setattr(FineTune, "_forgetting_check", forgetting_check)
     updates = []
     result = run(FineTune(parent, samples, TrainConfig(steps=4, patch=128, val_every=2), device="cpu").run(),
                  updates.append)
-    assert any(isinstance(u, Stage) and "halfway back" in u.name for u in updates)
-    whole, halfway = checked
-    expected = {k: (v + parent.network.state_dict()[k]) / 2 for k, v in whole.network.state_dict().items()
+    assert any(isinstance(u, Stage) and "25% of the way from the parent" in u.name for u in updates)
+    blended, closer = checked
+    # half the share: halfway between the parent and the blend the checks refused
+    expected = {k: (v + parent.network.state_dict()[k]) / 2 for k, v in blended.network.state_dict().items()
                 if v.is_floating_point()}
-    for key, value in halfway.network.state_dict().items():
+    for key, value in closer.network.state_dict().items():
         if key in expected:
             torch.testing.assert_close(value, expected[key])
-    if halfway_forgets:
-        assert result.model is parent and result.blend == 1.0 and result.finetuned.network is whole.network
-        assert result.verdict().startswith("not adopted")
+    if closer_forgets:
+        assert result.model is parent and result.blend == 0.5 and result.finetuned.network is blended.network
+        assert not result.pulled_back and result.verdict().startswith("not adopted")
     else:
-        assert result.model is result.finetuned and result.finetuned.network is halfway.network
-        assert result.blend == 0.5 and result.finetuned.config.provenance["blend"] == 0.5
-        assert result.verdict().startswith("adopted 50% of the way from the parent to the fine-tune")
+        assert result.model is result.finetuned and result.finetuned.network is closer.network
+        assert result.blend == 0.25 and result.pulled_back and result.finetuned.config.provenance["blend"] == 0.25
+        assert result.verdict().startswith("adopted 25% of the way from the parent to the fine-tune")

@@ -171,11 +171,13 @@ def forgot(forgetting: Comparison | None) -> bool:
     return forgetting is not None and forgetting.gain < -FORGETTING_TOLERANCE and forgetting.high < 0
 
 
-def verdict(user: Comparison | None, forgetting: Comparison | None, *, blend: float = 1.0) -> str:
+def verdict(
+    user: Comparison | None, forgetting: Comparison | None, *, blend: float = 1.0, pulled_back: bool = False
+) -> str:
     """One paragraph for people: adopted or not, and why, with both numbers and their intervals.
 
-    ``blend`` < 1: the comparisons are those of the fine-tune pulled back toward its parent (weights
-    ``blend`` x fine-tune + (1 - blend) x parent), because the whole fine-tune forgot."""
+    ``blend``: how far the model judged is from the parent toward the fine-tune (TrainConfig.blend);
+    ``pulled_back``: it is half the share asked for, because the model at that share forgot."""
     decision = adopt(user, forgetting)
     parts = [str(c) for c in (user, forgetting) if c is not None]
     details = "; ".join(parts)
@@ -183,9 +185,9 @@ def verdict(user: Comparison | None, forgetting: Comparison | None, *, blend: fl
         return "not checked: no held-out corrections to compare the models on" + (f" ({details})" if details else "")
     if decision:
         sure = "" if user.low > 0 else " (the interval includes no gain: correct more images to be sure)"
-        if blend < 1:
+        if pulled_back:
             return (
-                f"adopted {blend:.0%} of the way from the parent to the fine-tune: the whole fine-tune lost more "
+                f"adopted {blend:.0%} of the way from the parent to the fine-tune: twice as far it lost more "
                 f"than {FORGETTING_TOLERANCE} on the data the parent was trained on, this one did not and is "
                 f"better on your held-out corrections{sure}. {details}"
             )

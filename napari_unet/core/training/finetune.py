@@ -19,13 +19,19 @@ how many images they cover, so the held-out part is chosen by that:
   a weak check, since the band looks like the rest of the image, and the
   verdict says so.
 
-Then the fine-tuned model and its parent are compared on the held-out
+The weights kept are not the fine-tune's own but ``TrainConfig.blend`` of the
+way from the parent's to them (weight-space ensembling; by default the mean of
+the two): a fine-tune on two images learns what they teach and, beside it,
+what they happen to show (on another preparation it then splits nuclei the
+parent kept whole); the mean keeps most of the first and little of the second
+(``benchmarks/finetune_transfer.py``).
+
+Then the blended model and its parent are compared on the held-out
 corrections and on the replay check (:mod:`.check`), and the parent stays in
-use unless the fine-tune is better on the first and has not forgotten the
-second. A fine-tune that is better on the first but forgot is pulled halfway
-back to its parent (the mean of the two models' weights, each run's for the
-held-out check) and checked again; if that passes, it is the one adopted
-(``TrainResult.blend`` 0.5). The time asked for is the whole run's: the steps get what is left
+use unless the blend is better on the first and has not forgotten the
+second. One that is better on the first but forgot is pulled back to half
+the share (each run's for the held-out check) and checked again; if that
+passes, it is the one adopted (``TrainResult.pulled_back``). The time asked for is the whole run's: the steps get what is left
 after scoring the parent at the start and reserving as long for the checks
 at the end (``TrainResult.timing`` says where it went).
 """
@@ -181,29 +187,36 @@ class FineTune:
             self.result = TrainResult(parent, parent, None if self.from_scratch else parent, None, None, False, 0,
                                       time.perf_counter() - start, True, timing=timing)
             return self.result
-        finetuned = results[0].finetuned if len(results) == 1 else average_models([r.finetuned for r in results])
+        # The weights kept are ``blend`` of the way from the parent's to the fine-tuned ones (TrainConfig.blend),
+        # each run's for the held-out check: the checks judge what the user gets.
+        runs = [r.finetuned for r in results]
+        blend = 1.0 if self.from_scratch else cfg.blend
+        models = [toward(parent, m, blend) for m in runs] if blend < 1 else runs
+        finetuned = models[0] if len(models) == 1 else average_models(models)
         user = forgetting = None
         if not self.from_scratch and steps > 0:
             yield Stage("checking the fine-tuned model on held-out corrections and the parent's data",
                         time.perf_counter() - start)
             t = time.perf_counter()
-            user = self._user_check([r.finetuned for r in results], parent_val)
+            user = self._user_check(models, parent_val)
             forgetting = self._forgetting_check(finetuned, replay, replay_parent)
             timing["checks"] += time.perf_counter() - t
-        blend = 1.0
+        pulled_back = False
         if user is not None and user.gain > 0 and forgot(forgetting):
-            # Better on the user's images but it forgot: the weights halfway back to the parent (weight-space
-            # ensembling) keep much of the one and most of the other. Checked the same way, at a cost of the
-            # checks again (the time asked for is then overrun by that much).
-            yield Stage("the fine-tune forgot some of what the parent knew: checking it halfway back",
-                        time.perf_counter() - start)
+            # Better on the user's images but it forgot: half as far from the parent keeps much of the one and
+            # most of the other. Checked the same way, at a cost of the checks again (the time asked for is then
+            # overrun by that much).
+            yield Stage(f"the fine-tune forgot some of what the parent knew: checking it {blend / 2:.0%} of the way "
+                        "from the parent", time.perf_counter() - start)
             t = time.perf_counter()
-            half_user = self._user_check([average_models([r.finetuned, parent]) for r in results], parent_val)
-            half = average_models([finetuned, parent])
-            half_forgetting = self._forgetting_check(half, replay, replay_parent)
+            closer = [toward(parent, m, blend / 2) for m in runs]
+            closer_user = self._user_check(closer, parent_val)
+            closer_model = closer[0] if len(closer) == 1 else average_models(closer)
+            closer_forgetting = self._forgetting_check(closer_model, replay, replay_parent)
             timing["checks"] += time.perf_counter() - t
-            if adopt(half_user, half_forgetting):
-                finetuned, user, forgetting, blend = half, half_user, half_forgetting, 0.5
+            if adopt(closer_user, closer_forgetting):
+                finetuned, user, forgetting = closer_model, closer_user, closer_forgetting
+                blend, pulled_back = blend / 2, True
         if self.from_scratch:
             improved = results[0].improved if len(results) == 1 else None
         else:
@@ -227,6 +240,7 @@ class FineTune:
             folds=len(results),
             timing=timing,
             blend=blend,
+            pulled_back=pulled_back,
         )
         return self.result
 
@@ -288,6 +302,16 @@ def average_models(models: list[Model]) -> Model:
     network = copy.deepcopy(models[0].network)
     network.load_state_dict(mean)
     return Model(network.eval(), models[0].config)
+
+
+def toward(parent: Model, model: Model, share: float) -> Model:
+    """A model whose weights (and batch-norm statistics) are ``share`` of the way from ``parent``'s to ``model``'s
+    (same architecture), with ``model``'s config."""
+    start, end = parent.network.state_dict(), model.network.state_dict()
+    state = {k: start[k] + share * (v - start[k]) if v.is_floating_point() else v.clone() for k, v in end.items()}
+    network = copy.deepcopy(model.network)
+    network.load_state_dict(state)
+    return Model(network.eval(), model.config)
 
 
 def _with_checks(

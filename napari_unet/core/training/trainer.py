@@ -96,12 +96,14 @@ class TrainResult:
     forgetting_check: Comparison | None = None
     folds: int = 1
     timing: dict[str, float] = field(default_factory=dict)
-    blend: float = 1.0  # the share of the fine-tune in ``finetuned``: 0.5 when it was pulled halfway back to the parent
+    blend: float = 1.0  # how far ``finetuned``'s weights are from the parent's toward the fine-tune's (TrainConfig.blend)
+    pulled_back: bool = False  # ``blend`` is half the one asked for: further along, the fine-tune forgot
 
     def verdict(self) -> str:
         """For people: did the fine-tune help? (With checks: both comparisons and their intervals.)"""
         if self.user_check is not None or self.forgetting_check is not None:
-            return check_verdict(self.user_check, self.forgetting_check, blend=self.blend)
+            return check_verdict(self.user_check, self.forgetting_check, blend=self.blend,
+                                 pulled_back=self.pulled_back)
         if self.improved is None:
             return "no validation data: the result could not be checked against the parent model"
         if self.parent_score is None:
