@@ -270,14 +270,15 @@ def test_the_checks_judge_the_blend_that_is_kept(monkeypatch):
     monkeypatch.setattr(FineTune, "_user_check", user_check)
     monkeypatch.setattr(FineTune, "_forgetting_check", lambda self, model, replay, parent: _comparison(0.0))
     config = TrainConfig(steps=4, patch=128, val_every=2)
-    assert config.blend == 0.5  # the shipped recipe
+    share = config.blend
+    assert 0 < share < 1  # the shipped recipe keeps a blend, not the fine-tune whole
     result = run(FineTune(parent, samples, config, device="cpu").run())
-    assert [share for _, share, _ in made] == [0.5, 0.5] and all(start is parent for start, _, _ in made)
+    assert [s for _, s, _ in made] == [share, share] and all(start is parent for start, _, _ in made)
     assert len(judged) == 2 and all(a is b for a, (_, _, b) in zip(judged, made))  # each run's, on its held-out image
-    assert result.improved and result.blend == 0.5 and not result.pulled_back
+    assert result.improved and result.blend == share and not result.pulled_back
     expected = average_models(judged).network.state_dict()
     torch.testing.assert_close(result.model.network.state_dict(), expected)
-    assert result.model.config.provenance["blend"] == 0.5
+    assert result.model.config.provenance["blend"] == share
     assert result.verdict().startswith("adopted: better")
 
 
@@ -298,8 +299,8 @@ def test_a_fine_tune_that_forgot_is_pulled_back_to_half_its_share_and_checked_ag
     monkeypatch.setattr(FineTune, "_user_check", user_check)
     monkeypatch.setattr(FineTune, "_forgetting_check", forgetting_check)
     updates = []
-    result = run(FineTune(parent, samples, TrainConfig(steps=4, patch=128, val_every=2), device="cpu").run(),
-                 updates.append)
+    config = TrainConfig(steps=4, patch=128, val_every=2, blend=0.5)
+    result = run(FineTune(parent, samples, config, device="cpu").run(), updates.append)
     assert any(isinstance(u, Stage) and "25% of the way from the parent" in u.name for u in updates)
     blended, closer = checked
     # half the share: halfway between the parent and the blend the checks refused

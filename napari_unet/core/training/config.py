@@ -110,14 +110,13 @@ class TrainConfig(BaseModel):
         "it was trained on, ModelConfig.replay), so that it keeps what it knew; 0: off",
     )
     blend: float = Field(
-        0.5,
+        0.7,
         gt=0,
         le=1,
         description="fine-tuning: how far the kept weights go from the parent's toward the fine-tuned ones "
-        "(weight-space ensembling): 1 keeps the fine-tune whole; 0.5, the mean of the two, keeps most of what "
-        "a few corrected images teach and little of what they teach by chance (such as splitting the larger "
-        "nuclei of another preparation). The checks judge the blend; one that forgot is pulled back to half "
-        "of it",
+        "(weight-space ensembling): 1 keeps the fine-tune whole; 0.7 keeps most of what a few corrected images "
+        "teach and less of what they teach by chance (such as splitting the larger nuclei of another "
+        "preparation). The checks judge the blend; one that forgot is pulled back to half of it",
     )
     batch_norm: Literal["frozen", "train"] = Field(
         "frozen",

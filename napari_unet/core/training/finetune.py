@@ -20,10 +20,10 @@ how many images they cover, so the held-out part is chosen by that:
   verdict says so.
 
 The weights kept are not the fine-tune's own but ``TrainConfig.blend`` of the
-way from the parent's to them (weight-space ensembling; by default the mean of
-the two): a fine-tune on two images learns what they teach and, beside it,
+way from the parent's to them (weight-space ensembling; by default 70% of
+the way): a fine-tune on two images learns what they teach and, beside it,
 what they happen to show (on another preparation it then splits nuclei the
-parent kept whole); the mean keeps most of the first and little of the second
+parent kept whole); the blend keeps most of the first and less of the second
 (``benchmarks/finetune_transfer.py``).
 
 Then the blended model and its parent are compared on the held-out
