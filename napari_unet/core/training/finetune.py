@@ -31,9 +31,11 @@ corrections and on the replay check (:mod:`.check`), and the parent stays in
 use unless the blend is better on the first and has not forgotten the
 second. One that is better on the first but forgot is pulled back to half
 the share (each run's for the held-out check) and checked again; if that
-passes, it is the one adopted (``TrainResult.pulled_back``). The time asked for is the whole run's: the steps get what is left
-after scoring the parent at the start and reserving as long for the checks
-at the end (``TrainResult.timing`` says where it went).
+passes, it is the one adopted (``TrainResult.pulled_back``).
+
+The time asked for is the whole run's: the steps get what is left after
+scoring the parent at the start and reserving as long for the checks at the
+end (``TrainResult.timing`` says where it went).
 """
 
 from __future__ import annotations
