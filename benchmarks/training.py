@@ -6,7 +6,9 @@
 
 1. Throughput: training steps of the default architecture (width 16, depth 4)
    and of the small test architecture (width 8, depth 3) on real DSB 2018
-   patches; patches/s and megapixels/s, median of timed steps after warm-up.
+   patches; patches/s and megapixels/s, median of timed steps after warm-up;
+   in float32 and, where the device has it, in mixed precision
+   (``TrainConfig.amp``: bfloat16 on CPUs that compute it natively).
 2. Time to improvement: the fluorescence-only model of the tests
    (tests/models/fluo_only.safetensors) fine-tuned on one corrected H&E image;
    AP@0.5 on the held-out H&E images after each block of steps, with the
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _record import heading, options, save, started  # noqa: E402
 
 from napari_unet import load_model, segment  # noqa: E402
+from napari_unet.core.devices import mixed_precision, resolve_device
 from napari_unet.core.models.config import ModelConfig
 from napari_unet.core.evaluation.metrics import match_instances
 from napari_unet.core.models.model import Model
@@ -56,18 +59,23 @@ def image_and_labels(image_id: str):
 def throughput(device: str, patch: int, batch: int, steps: int) -> list[dict]:
     """Per architecture, the seconds of each timed step."""
     image, labels = image_and_labels(CORRECTED)
+    lower = mixed_precision(resolve_device(device))
     rows = []
     for width, depth in ((16, 4), (8, 3)):
-        model = Model.from_config(ModelConfig(network=dict(width=width, depth=depth), object_size=20.0))
-        samples = make_samples(image, labels, model.config)
-        config = TrainConfig(steps=steps + 3, patch=patch, batch_size=batch)
-        trainer = Trainer(model, samples, [], config, device=device)
-        times, last = [], None
-        for update in trainer.run():
-            if last is not None and update.step > 3:
-                times.append(update.seconds - last)
-            last = update.seconds
-        rows.append({"width": width, "depth": depth, "patch": patch, "batch": batch, "step_seconds": times})
+        for amp in (False, True) if lower is not None else (False,):
+            torch.manual_seed(0)
+            model = Model.from_config(ModelConfig(network=dict(width=width, depth=depth), object_size=20.0))
+            samples = make_samples(image, labels, model.config)
+            config = TrainConfig(steps=steps + 3, patch=patch, batch_size=batch, amp=amp)
+            trainer = Trainer(model, samples, [], config, device=device)
+            times, last = [], None
+            for update in trainer.run():
+                if last is not None and update.step > 3:
+                    times.append(update.seconds - last)
+                last = update.seconds
+            precision = str(lower).removeprefix("torch.") if amp else "float32"
+            rows.append({"width": width, "depth": depth, "patch": patch, "batch": batch, "precision": precision,
+                         "step_seconds": times})
     return rows
 
 
@@ -125,11 +133,12 @@ def main(argv=None) -> int:
 
 
 def throughput_table(rows: list[dict]) -> str:
-    lines = ["| network | patch | batch | s / step | patches / s | Mpx / s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| network | patch | batch | precision | s / step | patches / s | Mpx / s |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         t = statistics.median(r["step_seconds"])
-        lines.append(f"| width {r['width']}, depth {r['depth']} | {r['patch']} | {r['batch']} | {t:.2f} | "
+        lines.append(f"| width {r['width']}, depth {r['depth']} | {r['patch']} | {r['batch']} | "
+                     f"{r.get('precision', 'float32')} | {t:.2f} | "
                      f"{r['batch'] / t:.1f} | {r['batch'] * r['patch'] ** 2 / t / 1e6:.3f} |")
     return "\n".join(lines)
 

@@ -181,6 +181,9 @@ def main(argv=None) -> int:
         keep=args.keep,
         seed=args.seed,
         augment=AugmentConfig(scale=tuple(args.zoom), elastic=True, noise=0.05, antialias=args.antialias),
+        # float32 on every CPU, as the shipped weights were trained: bfloat16 steps (TrainConfig.amp, on CPUs
+        # that have them) would not rebuild them
+        amp=False,
     )
     groups = [modality[s.name] for s in samples] if args.val_by_modality else None
     train, val = validation_split(samples, groups)

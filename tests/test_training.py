@@ -405,3 +405,22 @@ def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_mixed_precision_computes_in_bfloat16_on_a_cpu_that_has_it_and_keeps_float32_weights(amp):
+    from napari_unet.core.devices import mixed_precision
+
+    trainer = _small_trainer(validate=False, steps=2, amp=amp, tune_thresholds=False)
+    seen = []
+    first_conv = next(m for m in trainer.network.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    run_to_end(trainer.run())
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    expected = torch.bfloat16 if amp and native else torch.float32
+    assert mixed_precision(torch.device("cpu")) == (torch.bfloat16 if native else None)
+    assert seen == [expected, expected]
+    # the weights are trained (and kept) in float32 either way, and the steps' losses are real numbers
+    assert all(v.dtype == torch.float32 for v in trainer.result.model.network.state_dict().values()
+               if v.is_floating_point())
+    assert all(np.isfinite(u.loss) for u in trainer.result.history)

@@ -40,7 +40,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..models.config import IGNORE_INDEX
-from ..devices import resolve_device
+from ..devices import mixed_precision, resolve_device
 from .losses import WEIGHTED, deep_supervision, loss_for_outputs
 from ..models.model import Model
 from .weightmap import unet_weight_map
@@ -203,8 +203,8 @@ class Trainer:
         parent_score = score_predictions(parent_predictions, self.model_config) if parent_predictions else None
         best_score, best_state = None, None
         optimizer = self._optimizer()
-        use_amp = cfg.amp and self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        precision = mixed_precision(self.device) if cfg.amp else None
+        scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
         channels_last = self.device.type == "cpu"
         if channels_last:
             self.network.to(memory_format=torch.channels_last)
@@ -216,7 +216,7 @@ class Trainer:
         while not self._finished(step, time.perf_counter() - start):
             self._set_lr(optimizer, step, time.perf_counter() - start)
             with self._timed("steps"):
-                loss = self._step(optimizer, scaler, use_amp, channels_last)
+                loss = self._step(optimizer, scaler, precision, channels_last)
                 if average is not None:
                     average.update_parameters(self.network)
             step += 1
@@ -279,7 +279,7 @@ class Trainer:
             return time.perf_counter() >= self.deadline
         return cfg.minutes is not None and elapsed >= cfg.minutes * 60
 
-    def _step(self, optimizer, scaler, use_amp: bool, channels_last: bool) -> float:
+    def _step(self, optimizer, scaler, precision: torch.dtype | None, channels_last: bool) -> float:
         cfg = self.config
         self.network.train()
         if self.parent is not None and cfg.batch_norm == "frozen":
@@ -294,7 +294,7 @@ class Trainer:
         weight = self._weights(labels, targets) if cfg.loss in WEIGHTED else None
         # Networks with side outputs (U^2-Net) are trained on all of them: deep supervision.
         with_sides = getattr(self.network, "forward_with_sides", None)
-        with torch.autocast(self.device.type, enabled=use_amp):
+        with torch.autocast(self.device.type, dtype=precision, enabled=precision is not None):
             sides, logits = with_sides(x) if with_sides is not None else ([], self.network(x))
         margin = (y.shape[-1] - logits.shape[-1]) // 2
         if margin:  # unpadded networks predict the centre of the patch
