@@ -51,8 +51,8 @@ def mixed_precision(device: torch.device) -> torch.dtype | None:
     """The lower precision training computes in on ``device`` (weights stay float32), or None: float32 throughout.
 
     CUDA: float16, with loss scaling. CPU: bfloat16 where the processor computes it natively (AVX-512 BF16 or
-    AMX): about twice as many training steps a minute there (``benchmarks/training.py``); elsewhere it would be
-    emulated, slower than float32, so float32. Apple MPS: float32.
+    AMX): nearly twice as many training steps a minute there (``benchmarks/training.py``); elsewhere it
+    would be emulated, slower than float32, so float32. Apple MPS: float32.
     """
     if device.type == "cuda":
         return torch.float16
