@@ -269,9 +269,8 @@ def test_the_checks_judge_the_blend_that_is_kept(monkeypatch):
     monkeypatch.setattr(finetune_module, "toward", recording_toward)
     monkeypatch.setattr(FineTune, "_user_check", user_check)
     monkeypatch.setattr(FineTune, "_forgetting_check", lambda self, model, replay, parent: _comparison(0.0))
-    config = TrainConfig(steps=4, patch=128, val_every=2)
-    share = config.blend
-    assert 0 < share < 1  # the shipped recipe keeps a blend, not the fine-tune whole
+    share = 0.7  # a blend asked for, not the fine-tune whole (the default)
+    config = TrainConfig(steps=4, patch=128, val_every=2, blend=share)
     result = run(FineTune(parent, samples, config, device="cpu").run())
     assert [s for _, s, _ in made] == [share, share] and all(start is parent for start, _, _ in made)
     assert len(judged) == 2 and all(a is b for a, (_, _, b) in zip(judged, made))  # each run's, on its held-out image

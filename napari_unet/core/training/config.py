@@ -110,13 +110,13 @@ class TrainConfig(BaseModel):
         "it was trained on, ModelConfig.replay), so that it keeps what it knew; 0: off",
     )
     blend: float = Field(
-        0.7,
+        1.0,
         gt=0,
         le=1,
         description="fine-tuning: how far the kept weights go from the parent's toward the fine-tuned ones "
-        "(weight-space ensembling): 1 keeps the fine-tune whole; 0.7 keeps most of what a few corrected images "
-        "teach and less of what they teach by chance (such as splitting the larger nuclei of another "
-        "preparation). The checks judge the blend; one that forgot is pulled back to half of it",
+        "(weight-space ensembling): 1 keeps the fine-tune whole; below 1 keeps less of what a few corrected "
+        "images teach, by chance too (such as splitting the larger nuclei of another preparation). The checks "
+        "judge what is kept; one that forgot is pulled back to half of it",
     )
     batch_norm: Literal["frozen", "train"] = Field(
         "frozen",
@@ -144,8 +144,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     amp: bool = Field(
         True,
-        description="mixed precision: float16 on CUDA, bfloat16 on CPUs that compute it natively (about twice the "
-        "steps a minute); off: float32 throughout",
+        description="mixed precision: float16 on CUDA, bfloat16 on CPUs that compute it natively (nearly twice "
+        "the steps a minute); off: float32 throughout",
     )
 
     @model_validator(mode="after")

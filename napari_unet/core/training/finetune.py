@@ -19,19 +19,20 @@ how many images they cover, so the held-out part is chosen by that:
   a weak check, since the band looks like the rest of the image, and the
   verdict says so.
 
-The weights kept are not the fine-tune's own but ``TrainConfig.blend`` of the
-way from the parent's to them (weight-space ensembling; by default 70% of
-the way): a fine-tune on two images learns what they teach and, beside it,
-what they happen to show (on another preparation it then splits nuclei the
-parent kept whole); the blend keeps most of the first and less of the second
-(``benchmarks/finetune_transfer.py``).
+The weights kept are ``TrainConfig.blend`` of the way from the parent's to
+the fine-tune's (weight-space ensembling): by default all of the way, the
+fine-tune itself. A blend keeps less of what two images teach by chance (on
+another preparation, nuclei split that the parent kept whole) but also less of
+what they teach; with two minutes of bfloat16 steps the whole fine-tune gained
+more on the preparation's other images and lost about as much elsewhere
+(``benchmarks/finetune_transfer.py``, docs/benchmarks.md).
 
-Then the blended model and its parent are compared on the held-out
-corrections and on the replay check (:mod:`.check`), and the parent stays in
-use unless the blend is better on the first and has not forgotten the
-second. One that is better on the first but forgot is pulled back to half
-the share (each run's for the held-out check) and checked again; if that
-passes, it is the one adopted (``TrainResult.pulled_back``).
+Then that model and its parent are compared on the held-out corrections and
+on the replay check (:mod:`.check`), and the parent stays in use unless the
+fine-tune is better on the first and has not forgotten the second. One that
+is better on the first but forgot is pulled back to half the share (each
+run's for the held-out check) and checked again; if that passes, it is the
+one adopted (``TrainResult.pulled_back``).
 
 The time asked for is the whole run's: the steps get what is left after
 scoring the parent at the start and reserving as long for the checks at the
