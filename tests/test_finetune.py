@@ -11,6 +11,7 @@ from napari_unet.core.progress import run
 from napari_unet.core.training import FineTune, Stage, TrainConfig, Trainer, make_samples
 from napari_unet.core.training.check import (
     FORGETTING_TOLERANCE,
+    HELD_OUT_IOUS,
     Comparison,
     adopt,
     compare,
@@ -154,6 +155,16 @@ def test_region_counts_add_up_to_the_whole_images_counts_and_leave_out_objects_n
     assert [sum(int(getattr(c, k)[0]) for c in inside) for k in ("tp", "fp", "fn")] == [1, 0, 2]
     assert len(inside) == 16 and sum(c.tp[0] + c.fp[0] + c.fn[0] > 0 for c in inside) == 3
     assert region_counts(pred, truth, np.zeros_like(reviewed)) == []
+    # at several IoU thresholds: the shifted square (IoU 8/12) matches up to 0.65, not from 0.7 on
+    reviewed[:] = True
+    cells = region_counts(pred, truth, reviewed, thresholds=HELD_OUT_IOUS)
+    pooled = sum(cells)
+    np.testing.assert_array_equal(pooled.thresholds, HELD_OUT_IOUS)
+    for k in ("tp", "fp", "fn"):
+        np.testing.assert_array_equal(getattr(pooled, k), getattr(match_instances(pred, truth), k))
+    assert pooled.tp.tolist() == [2, 2, 2, 2, 1, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="0.5 or above"):
+        region_counts(pred, truth, reviewed, thresholds=(0.3, 0.5))
 
 
 def _counts(tp, fp, fn):
@@ -184,6 +195,28 @@ def test_compare_gives_pooled_scores_and_a_paired_interval_of_the_gain():
     assert compare("x", perfect, parent).high < 0
     with pytest.raises(ValueError, match="same regions"):
         compare("x", parent, parent[:2])
+
+
+def test_the_held_out_score_tells_apart_fine_tunes_that_find_the_same_nuclei_with_better_outlines():
+    truth = np.zeros((64, 64), np.uint16)
+    loose, tight = np.zeros_like(truth), np.zeros_like(truth)
+    for k, (y, x) in enumerate([(4, 4), (4, 36), (36, 4), (36, 36)], start=1):
+        truth[y : y + 20, x : x + 20] = k
+        loose[y : y + 20, x + 6 : x + 26] = k  # IoU 14/26: found at 0.5, nowhere above
+        tight[y : y + 20, x + 1 : x + 21] = k  # IoU 19/21
+    reviewed = np.ones_like(truth, bool)
+    at_half = compare("x", region_counts(loose, truth, reviewed), region_counts(tight, truth, reviewed))
+    assert at_half.gain == 0 and at_half.metric == "AP@0.5"  # a tie: AP@0.5 cannot choose
+    before = region_counts(loose, truth, reviewed, thresholds=HELD_OUT_IOUS)
+    after = region_counts(tight, truth, reviewed, thresholds=HELD_OUT_IOUS)
+    held_out = compare("x", before, after)
+    assert held_out.metric == "mean AP@0.5:0.9" and "mean AP@0.5:0.9 0.111 -> 1.000" in str(held_out)
+    assert held_out.parent == pytest.approx(1 / 9) and held_out.finetuned == 1.0 and held_out.objects == 4
+    assert [round(t, 2) for t, _, _ in held_out.by_iou] == [round(t, 2) for t in HELD_OUT_IOUS]
+    assert held_out.as_dict()["by_iou"][0] == {"iou": 0.5, "parent": 1.0, "finetuned": 1.0}
+    assert adopt(held_out, None) is True and adopt(compare("x", after, before), None) is False
+    with pytest.raises(ValueError, match="same IoU thresholds"):
+        compare("x", before, region_counts(tight, truth, reviewed))
 
 
 def _comparison(gain, low=None):
