@@ -50,13 +50,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..evaluation.metrics import InstanceCounts
 from ..models.model import Model
 from ..models.zoo import check_own
-from .check import Comparison, adopt, compare, forgot, prediction_counts
+from .check import HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
 from .replay import load_replay
-from .scoring import Prediction, Score, predict_samples
+from .scoring import Score, predict_samples
 from .trainer import Trainer, TrainResult, TrainUpdate, seconds_left
 
 WHOLE_IMAGES = 5  # from this many images (planes) up, whole ones are held out; below, they take turns
@@ -124,19 +125,27 @@ class FineTune:
         timing = {"preparation": 0.0, "steps": 0.0, "validation": 0.0, "parent": 0.0, "thresholds": 0.0, "checks": 0.0}
         replay = load_replay(parent.config) if not self.from_scratch and cfg.replay > 0 else None
 
-        parent_val: list[list[Prediction]] = []
-        replay_parent: list[Prediction] = []
+        parent_val: list[list[InstanceCounts]] = []  # the parent's counts on each run's held-out images
+        replay_parent: list[InstanceCounts] = []  # and on the replay check crops
         if not self.from_scratch and any(val for _, val in self.folds):
             yield Stage("scoring the parent model on the held-out corrections", time.perf_counter() - start)
             t = time.perf_counter()
             # The object size is estimated, as it is for the user's other images: a fine-tune changes
             # the estimate too, for better (nuclei it now finds whole) or worse.
             parent_val = [
-                predict_samples(parent.network, val, parent.config, device=self.device, estimate_size=True) if val else []
+                prediction_counts(
+                    predict_samples(parent.network, val, parent.config, device=self.device, estimate_size=True),
+                    parent.config,
+                    thresholds=HELD_OUT_IOUS,
+                )
+                if val
+                else []
                 for _, val in self.folds
             ]
             if replay is not None and replay.check:
-                replay_parent = predict_samples(parent.network, replay.check, parent.config, device=self.device)
+                replay_parent = prediction_counts(
+                    predict_samples(parent.network, replay.check, parent.config, device=self.device), parent.config
+                )
             timing["parent"] += time.perf_counter() - t
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
         deadline = start + cfg.minutes * 60 - 1.2 * timing["parent"] if cfg.minutes is not None else None
@@ -159,9 +168,10 @@ class FineTune:
             if len(self.folds) > 1:
                 yield Stage(f"run {i + 1} of {len(self.folds)}: training on all but {val[0].name}",
                             time.perf_counter() - start)
-            # The parent was scored above, as the checks need it: the run need not score it again.
+            # The parent was scored above, and the checks score the run's last weights: the run need not
+            # (unless it tunes thresholds, which starts from that score).
             trainer = Trainer(parent, train, val, fold_config, device=self.device, from_scratch=self.from_scratch,
-                              deadline=fold_deadline, parent_predictions=[])
+                              deadline=fold_deadline, parent_predictions=[], score_last=self.from_scratch or tune)
             self.trainer = trainer
             if self._stop:
                 trainer.stop()
@@ -231,8 +241,8 @@ class FineTune:
             model=finetuned if improved or self.from_scratch else parent,
             finetuned=finetuned,
             parent=None if self.from_scratch else parent,
-            parent_score=Score(user.parent, "AP@0.5", {}) if user else results[0].parent_score,
-            best_score=Score(user.finetuned, "AP@0.5", {}) if user else results[0].best_score,
+            parent_score=Score(user.parent, user.metric, {}) if user else results[0].parent_score,
+            best_score=Score(user.finetuned, user.metric, {}) if user else results[0].best_score,
             improved=improved,
             steps=steps,
             seconds=seconds,
@@ -247,16 +257,16 @@ class FineTune:
         )
         return self.result
 
-    def _user_check(self, models: list[Model], parent_val: list[list[Prediction]]) -> Comparison | None:
-        """Parent against each run's model on the corrections that run did not train on, pooled, each
-        image zoomed as the model estimates (as the user's other images will be)."""
+    def _user_check(self, models: list[Model], parent_val: list[list[InstanceCounts]]) -> Comparison | None:
+        """Parent (its counts, ``parent_val``) against each run's model on the corrections that run did not
+        train on, pooled, each image zoomed as the model estimates (as the user's other images will be)."""
         before, after = [], []
-        for (_, val), model, parent_predictions in zip(self.folds, models, parent_val):
+        for (_, val), model, parent_counts in zip(self.folds, models, parent_val):
             if not val:
                 continue
             mine = predict_samples(model.network, val, model.config, device=self.device, estimate_size=True)
-            before += prediction_counts(parent_predictions, self.model.config)
-            after += prediction_counts(mine, model.config)
+            before += parent_counts
+            after += prediction_counts(mine, model.config, thresholds=HELD_OUT_IOUS)
         if not before:
             return None
         if len(models) > 1:
@@ -267,14 +277,15 @@ class FineTune:
             where = "your held-out corrections"
         return compare(where, before, after, seed=self.config.seed)
 
-    def _forgetting_check(self, model: Model, replay, replay_parent: list[Prediction]) -> Comparison | None:
-        """Parent against ``model`` on the replay set's check crops (never trained on)."""
+    def _forgetting_check(self, model: Model, replay, replay_parent: list[InstanceCounts]) -> Comparison | None:
+        """Parent (its counts, ``replay_parent``) against ``model`` on the replay set's check crops (never
+        trained on)."""
         if not replay_parent:
             return None
         mine = predict_samples(model.network, replay.check, model.config, device=self.device)
         return compare(
             "the parent's own training data (forgetting check)",
-            prediction_counts(replay_parent, self.model.config),
+            replay_parent,
             prediction_counts(mine, model.config),
             seed=self.config.seed,
         )

@@ -144,6 +144,9 @@ class Trainer:
     parent_predictions : list of Prediction, optional
         The parent's predictions of ``val``, when the caller has them already (an empty list: do not score
         the parent, the caller compares the models itself).
+    score_last : bool
+        Score the last weights on ``val`` when the run ends (False: every ``val_every`` steps only, as
+        the caller scores the result itself).
 
     ``timing`` holds the seconds spent on training steps, validation, scoring
     the parent and tuning thresholds once the run is over.
@@ -160,6 +163,7 @@ class Trainer:
         from_scratch: bool = False,
         deadline: float | None = None,
         parent_predictions: list[Prediction] | None = None,
+        score_last: bool = True,
     ):
         self.config = config
         self.device = resolve_device(device)
@@ -185,6 +189,7 @@ class Trainer:
         self.deadline = deadline
         self._started = time.perf_counter()
         self.parent_predictions = parent_predictions
+        self.score_last = score_last
         self.timing = {"steps": 0.0, "validation": 0.0, "parent": 0.0, "thresholds": 0.0}
         self._stop = False
         self.result: TrainResult | None = None
@@ -222,11 +227,12 @@ class Trainer:
             step += 1
             elapsed = time.perf_counter() - start
             current = None
-            if self.val_samples and (step % cfg.val_every == 0 or self._finished(step, elapsed)):
+            last = self.score_last and self._finished(step, elapsed)
+            if self.val_samples and (step % cfg.val_every == 0 or last):
                 with self._timed("validation"):
                     current = self._score(kept)
-                if cfg.keep == "last":  # the last step is always scored; its weights are taken after the loop
-                    best_score = current
+                if cfg.keep == "last":  # the weights of the last step are taken after the loop
+                    best_score = current if self.score_last else None  # earlier weights' score is not theirs
                 elif best_score is None or current.value > best_score.value:
                     best_score, best_state = current, copy.deepcopy(kept.state_dict())
             update = TrainUpdate(step, cfg.steps, elapsed, seconds_left(cfg, step, elapsed, self.deadline), loss, current)
@@ -234,7 +240,7 @@ class Trainer:
             yield update
         if best_state is None:  # keep="last", or no validation: the last state is the result
             best_state = kept.state_dict()
-            if best_score is None and self.val_samples and step:
+            if best_score is None and self.val_samples and step and self.score_last:
                 with self._timed("validation"):
                     best_score = self._score(kept)
         # A stopped run returns at once: tuning would keep the user waiting seconds after Stop.
