@@ -237,6 +237,11 @@ def test_a_fine_tune_is_adopted_only_when_better_on_held_out_corrections_and_it_
     assert text.startswith("not adopted") and "the data the parent was trained on" in text
     assert "+0.040" in text and "-0.050" in text and "interval" in text
     assert "correct more images" in verdict(_comparison(0.01, low=-0.02), _comparison(0.0))
+    # a tie at every IoU is no evidence either way: the verdict says what would be
+    tie = Comparison("x", 0.9, 0.9, -0.01, 0.01, 40, "mean AP@0.5:0.9", ((0.5, 0.9, 0.9), (0.9, 0.77, 0.77)))
+    text = verdict(tie, _comparison(0.0))
+    assert text.startswith("not adopted: it segments your held-out corrections exactly as the parent does")
+    assert "correct an image the parent gets wrong" in text
 
 
 # --- whole runs on real data -------------------------------------------------------------------------

@@ -237,6 +237,9 @@ def verdict(
         return f"adopted: better on your held-out corrections{sure}. {details}"
     if forgot(forgetting):
         why = f"it lost more than {FORGETTING_TOLERANCE} on the data the parent was trained on"
+    elif user.gain == 0 and user.by_iou and all(a == b for _, a, b in user.by_iou):
+        why = ("it segments your held-out corrections exactly as the parent does, so they cannot tell whether it "
+               "helps (correct an image the parent gets wrong)")
     else:
         why = "it is not better than the parent on your held-out corrections"
     return f"not adopted: {why}; keeping the parent (the fine-tuned version can still be chosen). {details}"
