@@ -203,7 +203,8 @@ def table(results: dict, prep: dict[str, str]) -> str:
     groups: dict[tuple, list] = {}
     for r in results["runs"]:
         groups.setdefault((r["tag"], r["minutes"]), []).append(r)
-    for (tag, minutes), runs in groups.items():
+    # today's recipe first, then in the order the settings were first run
+    for (tag, minutes), runs in sorted(groups.items(), key=lambda g: g[0][0] != "shipped"):
         s = [summary(r, results["parent"], prep) for r in runs]
         own = [x["own"][0] for x in s]
         agree = sum(r["adopted"] == (g > 0) for r, g in zip(runs, own))
