@@ -390,6 +390,20 @@ def test_the_best_scored_or_the_last_weights_are_kept(keep, kept_at, score, monk
     assert any(not torch.equal(validated[0][k], validated[2][k]) for k in kept if kept[k].is_floating_point())
 
 
+@pytest.mark.parametrize("score_last", [True, False])
+def test_a_caller_that_checks_the_result_itself_spares_the_runs_last_validation(score_last, monkeypatch):
+    from napari_unet.core.training.scoring import Score
+
+    scored = []
+    monkeypatch.setattr(Trainer, "_score", lambda self, network: scored.append(1) or Score(0.5, "AP@0.5", {}))
+    trainer = _small_trainer(validate=True, steps=5, val_every=2, keep="last", tune_thresholds=False)
+    trainer.score_last = score_last
+    at = [u.step for u in trainer.run() if u.score is not None]
+    assert at == ([2, 4, 5] if score_last else [2, 4]) and len(scored) == len(at)
+    # without its own last score, the run claims none for the weights it returns (step 4's is not theirs)
+    assert (trainer.result.best_score is not None) == score_last
+
+
 def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():
     # The model card's claim that `make default-model` rebuilds the shipped weights rests on this:
     # patches, augmentation and every step follow TrainConfig.seed (the script seeds the initial

@@ -39,7 +39,7 @@ from .scoring import Prediction
 
 FORGETTING_TOLERANCE = 0.02  # AP@0.5 a fine-tune may lose on the parent's own data and still be adopted
 HELD_OUT_IOUS = IOU_THRESHOLDS  # 0.5, 0.55, ..., 0.9: the held-out check's score averages AP over these
-FORGETTING_IOUS = (0.5,)
+FORGETTING_IOUS = (0.5,)  # and the forgetting check's, AP@0.5 alone
 GRID = 4  # cells per side of each held-out image, for the bootstrap
 RESAMPLES = 2000
 LEVEL = 0.90
@@ -237,7 +237,7 @@ def verdict(
         return f"adopted: better on your held-out corrections{sure}. {details}"
     if forgot(forgetting):
         why = f"it lost more than {FORGETTING_TOLERANCE} on the data the parent was trained on"
-    elif user.gain == 0 and user.by_iou and all(a == b for _, a, b in user.by_iou):
+    elif user.by_iou and all(a == b for _, a, b in user.by_iou):  # a tie at every IoU
         why = ("it segments your held-out corrections exactly as the parent does, so they cannot tell whether it "
                "helps (correct an image the parent gets wrong)")
     else:

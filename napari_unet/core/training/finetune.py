@@ -53,7 +53,7 @@ import torch
 from ..evaluation.metrics import InstanceCounts
 from ..models.model import Model
 from ..models.zoo import check_own
-from .check import HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
+from .check import FORGETTING_IOUS, HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
 from .replay import load_replay
@@ -144,7 +144,9 @@ class FineTune:
             ]
             if replay is not None and replay.check:
                 replay_parent = prediction_counts(
-                    predict_samples(parent.network, replay.check, parent.config, device=self.device), parent.config
+                    predict_samples(parent.network, replay.check, parent.config, device=self.device),
+                    parent.config,
+                    thresholds=FORGETTING_IOUS,
                 )
             timing["parent"] += time.perf_counter() - t
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
@@ -286,7 +288,7 @@ class FineTune:
         return compare(
             "the parent's own training data (forgetting check)",
             replay_parent,
-            prediction_counts(mine, model.config),
+            prediction_counts(mine, model.config, thresholds=FORGETTING_IOUS),
             seed=self.config.seed,
         )
 
