@@ -56,7 +56,7 @@ from ..models.zoo import check_own
 from .check import FORGETTING_IOUS, HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
-from .replay import load_replay
+from .replay import ReplaySet, load_replay
 from .scoring import Score, predict_samples
 from .trainer import Trainer, TrainResult, TrainUpdate, seconds_left
 
@@ -132,22 +132,9 @@ class FineTune:
             t = time.perf_counter()
             # The object size is estimated, as it is for the user's other images: a fine-tune changes
             # the estimate too, for better (nuclei it now finds whole) or worse.
-            parent_val = [
-                prediction_counts(
-                    predict_samples(parent.network, val, parent.config, device=self.device, estimate_size=True),
-                    parent.config,
-                    thresholds=HELD_OUT_IOUS,
-                )
-                if val
-                else []
-                for _, val in self.folds
-            ]
+            parent_val = [self._held_out_counts(parent, val) if val else [] for _, val in self.folds]
             if replay is not None and replay.check:
-                replay_parent = prediction_counts(
-                    predict_samples(parent.network, replay.check, parent.config, device=self.device),
-                    parent.config,
-                    thresholds=FORGETTING_IOUS,
-                )
+                replay_parent = self._replay_counts(parent, replay)
             timing["parent"] += time.perf_counter() - t
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
         deadline = start + cfg.minutes * 60 - 1.2 * timing["parent"] if cfg.minutes is not None else None
@@ -259,16 +246,26 @@ class FineTune:
         )
         return self.result
 
+    def _held_out_counts(self, model: Model, val: list[Sample]) -> list[InstanceCounts]:
+        """``model``'s counts on held-out corrections at the held-out check's IoUs, each image zoomed as the model
+        estimates (as the user's other images will be): the parent's and each fine-tune's alike."""
+        predictions = predict_samples(model.network, val, model.config, device=self.device, estimate_size=True)
+        return prediction_counts(predictions, model.config, thresholds=HELD_OUT_IOUS)
+
+    def _replay_counts(self, model: Model, replay: ReplaySet) -> list[InstanceCounts]:
+        """``model``'s counts on the replay set's check crops at the forgetting check's IoUs."""
+        predictions = predict_samples(model.network, replay.check, model.config, device=self.device)
+        return prediction_counts(predictions, model.config, thresholds=FORGETTING_IOUS)
+
     def _user_check(self, models: list[Model], parent_val: list[list[InstanceCounts]]) -> Comparison | None:
         """Parent (its counts, ``parent_val``) against each run's model on the corrections that run did not
-        train on, pooled, each image zoomed as the model estimates (as the user's other images will be)."""
+        train on, pooled."""
         before, after = [], []
         for (_, val), model, parent_counts in zip(self.folds, models, parent_val):
             if not val:
                 continue
-            mine = predict_samples(model.network, val, model.config, device=self.device, estimate_size=True)
             before += parent_counts
-            after += prediction_counts(mine, model.config, thresholds=HELD_OUT_IOUS)
+            after += self._held_out_counts(model, val)
         if not before:
             return None
         if len(models) > 1:
@@ -279,16 +276,17 @@ class FineTune:
             where = "your held-out corrections"
         return compare(where, before, after, seed=self.config.seed)
 
-    def _forgetting_check(self, model: Model, replay, replay_parent: list[InstanceCounts]) -> Comparison | None:
+    def _forgetting_check(
+        self, model: Model, replay: ReplaySet | None, replay_parent: list[InstanceCounts]
+    ) -> Comparison | None:
         """Parent (its counts, ``replay_parent``) against ``model`` on the replay set's check crops (never
         trained on)."""
         if not replay_parent:
             return None
-        mine = predict_samples(model.network, replay.check, model.config, device=self.device)
         return compare(
             "the parent's own training data (forgetting check)",
             replay_parent,
-            prediction_counts(mine, model.config, thresholds=FORGETTING_IOUS),
+            self._replay_counts(model, replay),
             seed=self.config.seed,
         )
 
