@@ -3,6 +3,7 @@
     python benchmarks/finetune_transfer.py                          # 2 minutes, 3 preparations, 2 seeds
     python benchmarks/finetune_transfer.py --minutes 1 2 5 --seeds 0 1
     python benchmarks/finetune_transfer.py --set '{"replay": 0}'    # a trial: TrainConfig fields over the defaults
+    python benchmarks/finetune_transfer.py --replay NAME --tag T    # a trial: another replay set (make_replay_set.py --name)
     python benchmarks/finetune_transfer.py --table                  # the table of the saved results
     python benchmarks/finetune_transfer.py --table --results benchmarks/results/finetune_transfer_2026-12-02.json
 
@@ -138,6 +139,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--preparations", nargs="+", default=list(PREPARATIONS))
     p.add_argument("--set", default="{}", help="JSON of TrainConfig fields over the shipped defaults (a trial)")
+    p.add_argument("--replay", help="a trial: the replay set of this name (napari_unet/models/<name>.replay.npz, "
+                   "made by scripts/make_replay_set.py --name) instead of the default model's")
     p.add_argument("--tag", default="shipped", help="name of these settings in the results")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", action="store_true", help="print the table of the saved results and stop")
@@ -151,6 +154,10 @@ def main() -> None:
     prep = preparations()
     dsb_ids = held_out_fluorescence()
     parent = load_model("default")
+    replay_set = {}
+    if args.replay:
+        parent.config = parent.config.model_copy(update={"replay": args.replay})
+        replay_set = {"replay_set": args.replay}
     results = json.loads(args.results.read_text()) if args.results.is_file() else {"parent": None, "runs": []}
     if results["parent"] is None:
         t = time.perf_counter()
@@ -166,7 +173,7 @@ def main() -> None:
                 MODELS.mkdir(parents=True, exist_ok=True)  # kept for a closer look (git-ignored)
                 result.finetuned.save(MODELS / f"{args.tag}_{minutes:g}min_{own}_seed{seed}.safetensors".replace(" ", "_"))
                 record = {
-                    "tag": args.tag, "settings": overrides, "minutes": minutes, "seed": seed,
+                    "tag": args.tag, "settings": overrides | replay_set, "minutes": minutes, "seed": seed,
                     "preparation": own, "corrected": corrected, "steps": result.steps,
                     "seconds": result.seconds, "timing": result.timing, "adopted": bool(result.improved),
                     "blend": result.blend, "pulled_back": result.pulled_back,
