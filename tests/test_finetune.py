@@ -50,7 +50,9 @@ def test_the_default_model_ships_a_replay_set_of_its_own_training_images_with_a_
     for s in replay.train + replay.check:
         assert s.image.shape[0] == 1 and s.image.shape[1:] == s.labels.shape and s.zoom == 1.0
         assert (s.labels[s.reviewed] > 0).any()
-        assert s.image.dtype == np.float32 and -1 < s.image.min() < 0.5 < s.image.max() < 10  # normalised
+        # normalised as the model sees the whole image (by its percentiles), not raw counts: a crop of dark
+        # H&E nuclei lies partly below its image's low percentile (down to -1.7 in the default's set)
+        assert s.image.dtype == np.float32 and -3 < s.image.min() < 0.5 < s.image.max() < 10
 
 
 @pytest.mark.parametrize("share", [0.25, 0.5, 0.75])

@@ -9,10 +9,10 @@ Two questions, each answered on data the fine-tune never trained on:
   IoU 0.5 exactly as the parent did: AP@0.5 then ties and says nothing, while
   how well the outlines fit still tells the models apart;
 - **forgetting**: AP@0.5 of both on the ``check`` crops of the parent's replay
-  set (:mod:`.replay`): what the parent knew before the user's images. A few
-  hundred objects; the tolerance is in AP@0.5, the score that says whether
-  nuclei are still found at all, whatever the outline style of the user's
-  corrections.
+  set (:mod:`.replay`): what the parent knew before the user's images (about
+  700 objects for the default model). The tolerance is in AP@0.5, the score
+  that says whether nuclei are still found at all, whatever the outline style
+  of the user's corrections.
 
 Each comparison is paired (both models on the same objects) and its
 uncertainty is a bootstrap over regions: every held-out image is cut into a
@@ -208,8 +208,8 @@ def adopt(user: Comparison | None, forgetting: Comparison | None) -> bool | None
 
 def forgot(forgetting: Comparison | None) -> bool:
     """Whether the fine-tune lost more than :data:`FORGETTING_TOLERANCE` on the replay check, beyond doubt:
-    the loss is over the tolerance and the whole interval is below zero. (The check crops hold a few
-    hundred objects, whose interval spans about 0.05: a point estimate alone would refuse good
+    the loss is over the tolerance and the whole interval is below zero. (The default model's 32 check
+    crops hold about 700 objects, whose interval spans about 0.04: a point estimate alone would refuse good
     fine-tunes at random.)"""
     return forgetting is not None and forgetting.gain < -FORGETTING_TOLERANCE and forgetting.high < 0
 
