@@ -118,3 +118,38 @@ def test_a_bad_choice_is_shown_and_starts_nothing(widget, tmp_path, rng, model_f
     assert widget.run() is None
     assert "does not exist" in widget.status.text()
     assert widget.run_button.isEnabled()
+
+
+def test_a_file_finished_as_stop_arrives_is_reported_and_no_other_starts(tmp_path, rng, model_file, monkeypatch):
+    """Stop pressed during the step that finishes a file: that output is complete, so it is shown, not dropped."""
+    import threading
+
+    from napari_unet.core.batch.jobs import FileDone, Job
+    from napari_unet.plugin import batch_widget
+
+    stop = threading.Event()
+    real = batch_widget.iter_segment_files
+
+    def stop_as_the_first_file_finishes(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        for update in gen:
+            if isinstance(update, FileDone):
+                stop.set()
+            yield update
+
+    monkeypatch.setattr(batch_widget, "iter_segment_files", stop_as_the_first_file_finishes)
+    jobs = []
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", rng.integers(0, 4000, (2, 40, 48), dtype=np.uint16))
+        jobs.append(Job(tmp_path / f"{name}.tif", tmp_path / f"{name}_labels.tif"))
+    segment = batch_widget._segment(jobs, str(model_file), {"device": "cpu"}, batch_widget.BatchOptions(), stop)
+    updates = []
+    with pytest.raises(StopIteration) as done:
+        while True:
+            updates.append(next(segment))
+    assert done.value.value is None  # stopped
+    finished = [u for u in updates if isinstance(u, FileDone)]
+    assert [u.job.output.name for u in finished] == ["a_labels.tif"] and finished[0].error is None
+    opened = [u for u in updates if isinstance(u, batch_widget.Opened)]
+    assert [u.job.output.name for u in opened] == ["a_labels.tif"] and opened[0].data.shape == (2, 40, 48)
+    assert not (tmp_path / "b_labels.tif").exists()

@@ -262,20 +262,23 @@ def _segment(
     """Runs in the worker: load the model, segment every job; returns None when stopped.
 
     ``segmenter`` holds the :class:`~napari_unet.core.predict.inference.Segmenter` options (device, object size).
+    Stop is looked at before each step, so none starts after it. A file that
+    was finished by the step Stop arrived during is still reported and opened:
+    it is complete, and the user should see that it was kept.
     """
     segmenter = Segmenter(as_model(model), **segmenter)
     gen = steps_on_threads(iter_segment_files(jobs, segmenter, options), max(1, cpu_cores() - 1))  # a core for the viewer
     finished = 0
     throttle = Throttle()
     try:
-        while True:
+        while not stop.is_set():
             try:
                 update = next(gen)
             except StopIteration as done:
                 return done.value
-            if stop.is_set():
-                return None
             if isinstance(update, Progress):  # one bar for the whole run, not one per file
+                if stop.is_set():
+                    break
                 if not throttle.due(last=update.done >= update.total):
                     continue
                 overall = (finished + update.fraction) / len(jobs)
@@ -285,6 +288,7 @@ def _segment(
             yield update
             if update.error is None:
                 yield _opened(update.job)  # opening the output here keeps the file work off the main thread
+        return None
     finally:
         gen.close()  # ends the run where it stands: a partial TIFF is dropped, zarr planes are kept
 

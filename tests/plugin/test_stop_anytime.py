@@ -6,6 +6,10 @@ tiles of a plane run, and between the planes of a stack. A forward pass is the
 longest piece of work that cannot be interrupted (one batch of tiles: well under
 a second on a CPU), so "Stop -> Run enabled again within 2 s" holds when at most
 one pass starts after Stop. Each pass is counted where the network is called.
+
+Stop is pressed on the main thread, as a user does, while the worker waits at
+the update that marks the moment (:func:`stop_at`): how soon the main thread
+gets to that update then cannot move Stop to a later moment than the test names.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import threading
 import numpy as np
 import pytest
 import tifffile
+from qtpy.QtCore import Qt
 
 from napari_unet.core.predict import predictor
 from napari_unet.core.models.config import ModelConfig
@@ -76,6 +81,27 @@ class Passes:
         return self.total - self.at_stop
 
 
+def stop_at(worker, moment: str, passes: Passes, stop) -> None:
+    """Press ``stop`` on the main thread at the first update of ``moment``; the worker waits there until it is pressed.
+
+    The main thread's slot is connected first, so its call is queued before the
+    worker's own (direct) slot starts to wait for it.
+    """
+    pressed = threading.Event()
+
+    def on_main_thread(update) -> None:
+        if not pressed.is_set() and MOMENTS[moment](update):
+            passes.stop_now(stop)
+            pressed.set()
+
+    def in_worker(update) -> None:
+        if not pressed.is_set() and MOMENTS[moment](update):
+            pressed.wait(60)
+
+    worker.yielded.connect(on_main_thread)
+    worker.yielded.connect(in_worker, Qt.ConnectionType.DirectConnection)
+
+
 def _sized_model(tmp_path) -> str:
     """A small model that records the object size it was trained at, so that "auto" estimates it."""
     model = Model.from_config(ModelConfig(network=dict(depth=2, width=4), tile=64, overlap=16, object_size=12.0))
@@ -99,7 +125,7 @@ def test_predict_stops_at_the_next_forward_pass_at_any_moment(viewer, qtbot, tmp
     passes = Passes(monkeypatch)
     worker = widget.run()
     assert worker is not None, widget.status.text()
-    worker.yielded.connect(lambda update: MOMENTS[moment](update) and passes.stop_now(widget.stop))
+    stop_at(worker, moment, passes, widget.stop)
     wait_for(qtbot, widget, timeout=120)
     assert passes.after_stop <= 1, f"{passes.after_stop} forward passes started after Stop ({moment})"
     assert widget.run_button.isEnabled() and "Stopped" in widget.status.text()
@@ -119,7 +145,7 @@ def test_batch_stops_at_the_next_forward_pass_at_any_moment(make_napari_viewer, 
     worker = widget.run()
     assert worker is not None, widget.status.text()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
-        worker.yielded.connect(lambda update: MOMENTS[moment](update) and passes.stop_now(widget.stop))
+        stop_at(worker, moment, passes, widget.stop)
     assert passes.after_stop <= 1, f"{passes.after_stop} forward passes started after Stop ({moment})"
     assert widget.run_button.isEnabled() and widget.status.text().startswith("stopped")
     assert not (tmp_path / "stack_labels.tif").exists()
