@@ -92,6 +92,63 @@ def test_frozen_batch_norm_keeps_the_parents_statistics_and_training_them_moves_
     assert not np.allclose(trained.finetuned.network.state_dict()[key], before)
 
 
+def test_distillation_compares_the_replay_patches_of_each_batch_only(monkeypatch):
+    from napari_unet.core.training import trainer as trainer_module
+
+    parent = load_model("default")
+    samples = _kromp_samples(parent, ["Neuroblastoma_1"])
+    seen = []
+
+    def recording(logits, teacher, mask):
+        seen.append(len(logits))
+        return real(logits, teacher, mask)
+
+    real = trainer_module.distillation
+    monkeypatch.setattr(trainer_module, "distillation", recording)
+    drawn = []
+    config = TrainConfig(steps=6, patch=64, batch_size=4, replay=0.5, distill=1.0, val_fraction=0.0)
+    trainer = Trainer(parent, samples, [], config, device="cpu")
+    batch = trainer.sampler.batch_with_sources
+
+    def recording_batch(n):
+        out = batch(n)
+        drawn.append(int(sum(s.name.startswith("replay:") for s in np.array(trainer.sampler.samples)[out[3]])))
+        return out
+
+    monkeypatch.setattr(trainer.sampler, "batch_with_sources", recording_batch)
+    run(trainer.run())
+    assert seen == [n for n in drawn if n] and 0 < sum(drawn) < 24
+    # no teacher without replay, or with distill 0
+    assert Trainer(parent, samples, [], TrainConfig(steps=1, replay=0.0, distill=1.0), device="cpu").teacher is None
+    assert Trainer(parent, samples, [], TrainConfig(steps=1, distill=0.0), device="cpu").teacher is None
+
+
+def _mean_kl_on_check_crops(model, parent, crops) -> float:
+    network, reference = model.network.eval(), parent.network.eval()
+    total = 0.0
+    with torch.no_grad():
+        for crop in crops:
+            x = torch.from_numpy(crop.image[None])
+            p, q = torch.log_softmax(network(x), 1), torch.log_softmax(reference(x), 1)
+            total += float((q.exp() * (q - p)).sum(1).mean())
+    return total / len(crops)
+
+
+def test_distillation_keeps_a_fine_tune_on_wrong_corrections_nearer_its_parent_on_crops_it_never_saw():
+    """Labels of another image teach nonsense; with the parent's outputs as targets on the replay patches, the
+    fine-tune's outputs on the held-apart check crops of the parent's data stay nearer the parent's."""
+    parent = load_model("default")
+    wrong = _kromp_samples(parent, ["Neuroblastoma_2"], labels_of={"Neuroblastoma_2": "Neuroblastoma_9"})
+    crops = load_replay(parent.config).check[:8]
+    base = dict(steps=30, patch=128, batch_size=4, lr=3e-3, replay=0.5, val_fraction=0.0, seed=1)
+    kl = {}
+    for distill in (0.0, 10.0):
+        config = TrainConfig(distill=distill, **base)
+        result = run(Trainer(parent, wrong, [], config, device="cpu").run())
+        kl[distill] = _mean_kl_on_check_crops(result.finetuned, parent, crops)
+    assert kl[10.0] < 0.7 * kl[0.0], kl
+
+
 # --- the held-out plan ----------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from napari_unet.core.training.losses import (
     cross_entropy,
     deep_supervision,
     dice_loss,
+    distillation,
     get_loss,
     weighted_ce_dice,
     weighted_cross_entropy,
@@ -160,3 +161,30 @@ def test_cross_entropy_of_a_one_channel_output_is_the_binary_one():
     assert loss_for_outputs("ce", 2) is not bce_with_logits
     with pytest.raises(ValueError, match="one-channel output, this network has 3 channels"):
         loss_for_outputs("bce", 3)
+
+
+def test_distillation_by_hand_is_the_kl_divergence_over_the_masked_pixels():
+    # Pixel 0: (1/2, 1/2) against the teacher's (3/4, 1/4); pixel 1 is the same for both.
+    teacher = torch.tensor([[[[math.log(3), math.log(3)]], [[0.0, 0.0]]]])
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    both = torch.ones(1, 1, 2, dtype=torch.bool)
+    assert distillation(LOGITS, teacher, both).item() == pytest.approx(kl / 2)
+    first = torch.tensor([[[True, False]]])
+    assert distillation(LOGITS, teacher, first).item() == pytest.approx(kl)
+    assert distillation(teacher, teacher, both).item() == pytest.approx(0.0, abs=1e-7)
+    # one channel: sigmoid(0) = 1/2 against sigmoid(ln 3) = 3/4, the same two classes
+    assert distillation(LOGITS1[..., :1], LOGITS1[..., 1:], first[..., :1]).item() == pytest.approx(kl)
+
+
+def test_distillation_sends_gradients_to_the_network_only_and_none_from_pixels_left_out():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    teacher = torch.randn(2, 3, 4, 4, requires_grad=True)
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[0, :2] = True
+    distillation(logits, teacher, mask).backward()
+    assert teacher.grad is None
+    assert (logits.grad[0, :, :2] != 0).any() and (logits.grad[0, :, 2:] == 0).all() and (logits.grad[1] == 0).all()
+    empty = distillation(logits, teacher, torch.zeros_like(mask))
+    assert empty.item() == 0.0 and empty.requires_grad
+    with pytest.raises(ValueError, match="one shape"):
+        distillation(logits, teacher[:, :2], mask)

@@ -109,6 +109,13 @@ class TrainConfig(BaseModel):
         description="fine-tuning: share of the patches drawn from the parent model's replay set (crops of the data "
         "it was trained on, ModelConfig.replay), so that it keeps what it knew; 0: off",
     )
+    distill: float = Field(
+        0.0,
+        ge=0,
+        description="fine-tuning: weight of a term that keeps the network's outputs on the replay patches those "
+        "of the parent (their Kullback-Leibler divergence, beside the labels' loss): it holds what the parent "
+        "was sure of, and how sure, on every pixel of its own data; 0: off (the labels alone)",
+    )
     blend: float = Field(
         1.0,
         gt=0,

@@ -316,13 +316,19 @@ class PatchSampler:
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` patches: images ``(n, C, P, P)`` float32, targets ``(n, P, P)`` int64 and
         the labels they come from ``(n, P, P)`` (for per-object weights)."""
-        patches = [self._one() for _ in range(n)]
-        images, targets, labels = (np.stack(p) for p in zip(*patches))
-        return images, targets.astype(np.int64), labels
+        return self.batch_with_sources(n)[:3]
 
-    def _one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def batch_with_sources(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`batch`, and the index in :attr:`samples` each patch was drawn from ``(n,)``."""
+        sources, patches = [], []
+        for _ in range(n):
+            sources.append(self.rng.choice(len(self.samples), p=self._p))
+            patches.append(self._one(sources[-1]))
+        images, targets, labels = (np.stack(p) for p in zip(*patches))
+        return images, targets.astype(np.int64), labels, np.array(sources)
+
+    def _one(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = self.rng
-        i = rng.choice(len(self.samples), p=self._p)
         s = self.samples[i]
         pool = self._objects[i] if self._objects[i].size and rng.random() < self.object_bias else self._reviewed[i]
         cy, cx = np.unravel_index(pool[rng.integers(pool.size)], s.target.shape)

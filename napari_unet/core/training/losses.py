@@ -168,6 +168,40 @@ def weighted_ce_dice(
     )
 
 
+def distillation(logits: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
+    """How far ``logits`` predict from ``teacher``'s: the mean Kullback-Leibler divergence over ``mask``'s pixels.
+
+    Learning without forgetting (Li & Hoiem 2016) and dark experience replay
+    (Buzzega et al. 2020) train a network to keep its parent's outputs on the
+    parent's data, which holds more of what it knew than the labels of a few
+    crops do (how sure it was, and of what, on every pixel).
+
+    Parameters
+    ----------
+    logits, teacher : Tensor of shape (B, K, H, W), float
+        The network's class scores and its parent's (no gradient needed); for
+        K == 1 the sigmoid gives the foreground, as in :func:`bce_with_logits`.
+    mask : Tensor of shape (B, H, W), bool
+        The pixels to compare (those of the image; a crop's padding is left out).
+
+    Returns
+    -------
+    Tensor of shape (), >= 0; a zero in the graph when ``mask`` is empty.
+    """
+    if logits.shape != teacher.shape or mask.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ValueError(
+            f"distillation needs logits and teacher of one shape (B, K, H, W) and a mask (B, H, W), got "
+            f"{tuple(logits.shape)}, {tuple(teacher.shape)} and {tuple(mask.shape)}"
+        )
+    if logits.shape[1] == 1:
+        logits, teacher = (torch.cat([torch.zeros_like(t), t], dim=1) for t in (logits, teacher))
+    log_p = torch.log_softmax(logits, dim=1)
+    log_q = torch.log_softmax(teacher.detach(), dim=1)
+    per_pixel = (log_q.exp() * (log_q - log_p)).sum(dim=1)
+    weight = mask.to(per_pixel.dtype)
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1)
+
+
 def _pixel_loss(logits: Tensor) -> Loss:
     """The cross-entropy for these logits: binary for one channel, softmax otherwise."""
     return bce_with_logits if logits.ndim == 4 and logits.shape[1] == 1 else cross_entropy

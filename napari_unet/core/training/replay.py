@@ -33,6 +33,7 @@ from ..labels.targets import instance_targets
 from .data import Sample
 
 SUFFIX = ".replay.npz"
+PREFIX = "replay:"  # the start of a replay sample's name
 UNREVIEWED = np.iinfo(np.uint16).max
 
 
@@ -43,6 +44,11 @@ class ReplaySet:
     name: str
     train: list[Sample]
     check: list[Sample]
+
+
+def is_replay(sample: Sample) -> bool:
+    """Whether ``sample`` is a crop of a replay set (not one of the user's images)."""
+    return sample.name.startswith(PREFIX)
 
 
 def replay_path(name: str) -> Path:
@@ -72,7 +78,7 @@ def load_replay(config: ModelConfig) -> ReplaySet | None:
         image = (low[i] + images[i].astype(np.float32) * np.float32(span[i] / 255.0))[None].astype(np.float32)
         reviewed = labels[i] != UNREVIEWED
         lab = np.where(reviewed, labels[i], 0)
-        sample = Sample(image, lab, reviewed, instance_targets(lab, reviewed), f"replay:{names[i]}")
+        sample = Sample(image, lab, reviewed, instance_targets(lab, reviewed), f"{PREFIX}{names[i]}")
         (held if check[i] else train).append(sample)
     return ReplaySet(config.replay, train, held)
 

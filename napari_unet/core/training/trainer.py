@@ -41,14 +41,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..models.config import IGNORE_INDEX
 from ..devices import mixed_precision, resolve_device
-from .losses import WEIGHTED, deep_supervision, loss_for_outputs
+from .losses import WEIGHTED, deep_supervision, distillation, loss_for_outputs
 from ..models.model import Model
 from .weightmap import unet_weight_map
 from .check import Comparison
 from .check import verdict as check_verdict
 from .config import TrainConfig
 from .data import PatchSampler, Sample, share_by_group
-from .replay import load_replay
+from .replay import is_replay, load_replay
 from .scoring import Prediction, Score, predict_samples, score_predictions
 from .thresholds import tune_thresholds
 
@@ -186,6 +186,11 @@ class Trainer:
             redraw_rims=model.config.task == "instances" and config.rims == "patch",
         )
         self.loss_fn = loss_for_outputs(config.loss, model.config.network.out_channels)
+        # With config.distill, the parent's outputs on the replay patches are targets too (see losses.distillation).
+        self.teacher = None
+        if self.replay is not None and config.distill > 0:
+            self.teacher = copy.deepcopy(model.network).to(self.device).eval().requires_grad_(False)
+            self._replayed = np.array([is_replay(s) for s in self.sampler.samples])
         self.deadline = deadline
         self._started = time.perf_counter()
         self.parent_predictions = parent_predictions
@@ -213,6 +218,8 @@ class Trainer:
         channels_last = self.device.type == "cpu"
         if channels_last:
             self.network.to(memory_format=torch.channels_last)
+            if self.teacher is not None:
+                self.teacher.to(memory_format=torch.channels_last)
         average = self._averaged()
         kept = average.module if average is not None else self.network
         history: list[TrainUpdate] = []
@@ -292,7 +299,7 @@ class Trainer:
             for m in self.network.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()  # normalise with the parent's statistics, as prediction will
-        images, targets, labels = self.sampler.batch(cfg.batch_size)
+        images, targets, labels, sources = self.sampler.batch_with_sources(cfg.batch_size)
         x = torch.from_numpy(images).to(self.device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -311,6 +318,12 @@ class Trainer:
             loss = deep_supervision([s.float() for s in sides], logits.float(), y, base=self.loss_fn, **kwargs)
         else:
             loss = self.loss_fn(logits.float(), y, **kwargs)
+        if self.teacher is not None and self._replayed[sources].any():
+            replayed = torch.from_numpy(self._replayed[sources]).to(self.device)
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=precision, enabled=precision is not None):
+                teacher = self.teacher(x[replayed])
+            mask = y[replayed] != IGNORE_INDEX
+            loss = loss + cfg.distill * distillation(logits[replayed].float(), teacher.float(), mask)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
