@@ -196,8 +196,8 @@ def table(results: dict, prep: dict[str, str]) -> str:
 
     The fine-tuned model scored is the one the run offers (``TrainConfig.blend`` of the way from the default
     to the fine-tune, or half that when the blend forgot and the closer one passed the checks: "pulled
-    back"), adopted or not; "adopted:
-    min" is the worst DSB change among the models adopted (otherwise the user keeps the default).
+    back"), adopted or not; "adopted:" is the worst change on other preparations, and on DSB, among the
+    models adopted (otherwise the user keeps the default).
 
     "verdict agrees": adopted exactly when the preparation's other images got better; "sign agrees":
     the check's held-out gain has the sign of that change.
@@ -222,16 +222,21 @@ def table(results: dict, prep: dict[str, str]) -> str:
         # runs from before TrainConfig.blend kept the whole fine-tune unless it was pulled back halfway
         halfway = sum(r.get("pulled_back", r.get("blend", 1.0) < 1) for r in runs)
         kept = [x["dsb"] for r, x in zip(runs, s) if r["adopted"]]  # the model the user goes on with
+        kept_elsewhere = [v for r, x in zip(runs, s) if r["adopted"] for v in x["elsewhere"].values()]
         lines.append(
             f"| {tag} | {minutes:g} | {len(runs)} | {statistics.median(r['steps'] for r in runs):.0f} | "
             f"{np.mean(own):+.3f} (min {min(own):+.3f}) | {np.mean([x['own'][1] for x in s]):+.3f} | "
-            f"{np.mean(elsewhere):+.3f}, {min(elsewhere):+.3f} | "
+            f"{np.mean(elsewhere):+.3f}, {min(elsewhere):+.3f} (adopted: {_worst(kept_elsewhere)}) | "
             f"{np.mean([x['dsb'] for x in s]):+.3f} (min {min(x['dsb'] for x in s):+.3f}; adopted: min "
-            f"{min(kept, default=0.0):+.3f}) | {sum(r['adopted'] for r in runs)}/{len(runs)}"
+            f"{_worst(kept)}) | {sum(r['adopted'] for r in runs)}/{len(runs)}"
             + (f" ({halfway} pulled back)" if halfway else "")
             + f" | {agree}/{len(runs)} | {sign}/{len(runs)} | {share:.0%} |"
         )
     return "\n".join(lines)
+
+
+def _worst(changes: list[float]) -> str:
+    return f"{min(changes):+.3f}" if changes else "none adopted"
 
 
 if __name__ == "__main__":
