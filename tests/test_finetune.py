@@ -21,7 +21,7 @@ from napari_unet.core.training.check import (
 from napari_unet.core.training.files import scale_to
 from napari_unet.core.training import finetune as finetune_module
 from napari_unet.core.training.finetune import average_models, plan_folds, toward
-from napari_unet.core.training.replay import load_replay
+from napari_unet.core.training.replay import is_replay, load_replay
 
 from .conftest import DATA, small_model
 
@@ -112,7 +112,7 @@ def test_distillation_compares_the_replay_patches_of_each_batch_only(monkeypatch
 
     def recording_batch(n):
         out = batch(n)
-        drawn.append(int(sum(s.name.startswith("replay:") for s in np.array(trainer.sampler.samples)[out[3]])))
+        drawn.append(sum(is_replay(trainer.sampler.samples[i]) for i in out[3]))
         return out
 
     monkeypatch.setattr(trainer.sampler, "batch_with_sources", recording_batch)
