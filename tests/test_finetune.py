@@ -19,6 +19,7 @@ from napari_unet.core.training.check import (
     verdict,
 )
 from napari_unet.core.training.files import scale_to
+from napari_unet.core.training.losses import distillation
 from napari_unet.core.training import finetune as finetune_module
 from napari_unet.core.training.finetune import average_models, plan_folds, toward
 from napari_unet.core.training.replay import is_replay, load_replay
@@ -60,11 +61,10 @@ def test_replay_patches_make_the_share_of_the_batches_asked_for(share):
     parent = load_model("default")
     samples = _kromp_samples(parent, ["Neuroblastoma_1"])
     trainer = Trainer(parent, samples, [], TrainConfig(steps=1, replay=share, patch=64), device="cpu")
-    names = [s.name for s in trainer.sampler.samples]
-    replayed = np.array([n.startswith("replay:") for n in names])
+    replayed = np.array([is_replay(s) for s in trainer.sampler.samples])
     assert replayed.sum() == len(load_replay(parent.config).train) and (~replayed).sum() == 1
     assert trainer.sampler._p[replayed].sum() == pytest.approx(share)
-    drawn = np.random.default_rng(0).choice(len(names), size=4000, p=trainer.sampler._p)
+    drawn = np.random.default_rng(0).choice(len(replayed), size=4000, p=trainer.sampler._p)
     assert abs(replayed[drawn].mean() - share) < 0.03
 
 
@@ -77,7 +77,7 @@ def test_no_replay_when_switched_off_from_scratch_or_for_a_model_that_has_none()
         Trainer(small_model(), samples, [], TrainConfig(steps=1), device="cpu"),
     ):
         assert trainer.replay is None
-        assert not any(s.name.startswith("replay:") for s in trainer.sampler.samples)
+        assert not any(is_replay(s) for s in trainer.sampler.samples)
 
 
 def test_frozen_batch_norm_keeps_the_parents_statistics_and_training_them_moves_them():
@@ -129,8 +129,8 @@ def _mean_kl_on_check_crops(model, parent, crops) -> float:
     with torch.no_grad():
         for crop in crops:
             x = torch.from_numpy(crop.image[None])
-            p, q = torch.log_softmax(network(x), 1), torch.log_softmax(reference(x), 1)
-            total += float((q.exp() * (q - p)).sum(1).mean())
+            everywhere = torch.ones((1, *crop.image.shape[1:]), dtype=torch.bool)
+            total += float(distillation(network(x), reference(x), everywhere))
     return total / len(crops)
 
 

@@ -318,8 +318,9 @@ class Trainer:
             loss = deep_supervision([s.float() for s in sides], logits.float(), y, base=self.loss_fn, **kwargs)
         else:
             loss = self.loss_fn(logits.float(), y, **kwargs)
-        if self.teacher is not None and self._replayed[sources].any():
-            replayed = torch.from_numpy(self._replayed[sources]).to(self.device)
+        replayed = self._replayed[sources] if self.teacher is not None else None
+        if replayed is not None and replayed.any():
+            replayed = torch.from_numpy(replayed).to(self.device)
             with torch.no_grad(), torch.autocast(self.device.type, dtype=precision, enabled=precision is not None):
                 teacher = self.teacher(x[replayed])
             mask = y[replayed] != IGNORE_INDEX
