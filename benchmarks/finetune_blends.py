@@ -1,0 +1,152 @@
+"""The transfer benchmark's fine-tunes at other shares of the way from the default, without training again.
+
+    python benchmarks/finetune_blends.py --shares 0.5 0.7                 # scored in full, as finetune_transfer.py does
+    python benchmarks/finetune_blends.py --shares 0.05 0.1 0.2 0.3 0.5 0.7 1 --only "Tumor touch imprint"
+    python benchmarks/finetune_blends.py --table
+
+``TrainConfig.blend`` is applied after training, and ``finetune.toward`` is linear in the
+weights (as is the average of a rotation's runs), so the model a fine-tune would have
+offered at any blend can be rebuilt exactly from the model ``finetune_transfer.py`` saved
+(``benchmarks/results/models``, git-ignored: run that benchmark first). The saved model of
+a run that was pulled back is half of its fine-tune (its record's ``blend``); that is taken into account.
+
+Each rebuilt model gets the forgetting check on the replay set's check crops, as
+``FineTune`` would give it. When it forgot, it is pulled back halfway, as
+``FineTune`` does. ``FineTune`` pulls back only when the held-out check also said
+better, and adopts the model pulled back only when it passes both checks. The
+held-out check needs each rotation run's own weights, which are not saved, so it
+is not redone here. The decision to adopt is not redone either: what is scored is
+the model such a run would offer.
+
+``--only`` scores those preparations alone, and neither the DSB images nor the
+forgetting check, which is quick for a look along the whole line. Records go to
+``benchmarks/results/finetune_blends.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from finetune_transfer import (  # noqa: E402
+    MODELS, RESULTS, counts_per_image, held_out_fluorescence, kromp, pooled, preparations, scores, summary,
+)
+from napari_unet import load_model  # noqa: E402
+from napari_unet.core.training.check import FORGETTING_IOUS, compare, forgot, prediction_counts  # noqa: E402
+from napari_unet.core.training.finetune import toward  # noqa: E402
+from napari_unet.core.training.replay import load_replay  # noqa: E402
+from napari_unet.core.training.scoring import predict_samples  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "finetune_blends.json"
+
+
+def saved_model(run: dict, tag: str):
+    """The model ``finetune_transfer.py`` saved for ``run``, and its share of the way from the default."""
+    name = f"{tag}_{run['minutes']:g}min_{run['preparation']}_seed{run['seed']}.safetensors".replace(" ", "_")
+    return load_model(MODELS / name), run["blend"]  # a run pulled back records the share it kept
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shares", type=float, nargs="+", default=[0.5])
+    p.add_argument("--tag", default="shipped", help="the runs of finetune_transfer.py to rebuild")
+    p.add_argument("--files", default="replay_set_128+32_crops",
+                   help="the name their saved models start with (the tag as it was when they were saved)")
+    p.add_argument("--minutes", type=float, default=2.0)
+    p.add_argument("--only", nargs="+", help="score only these preparations (no DSB, no forgetting check)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table", action="store_true", help="print the tables of the saved records and stop")
+    args = p.parse_args()
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {"records": []}
+    if args.table:
+        print(table(results["records"]))
+        return
+    torch.set_num_threads(args.threads)
+    transfer = json.loads(RESULTS.read_text())
+    runs = sorted((r for r in transfer["runs"] if r["tag"] == args.tag and r["minutes"] == args.minutes),
+                  key=lambda r: (r["preparation"], r["seed"]))
+    parent = load_model("default")
+    prep = preparations()
+    dsb_ids = held_out_fluorescence()
+    replay = load_replay(parent.config)
+
+    def check_counts(model):
+        predictions = predict_samples(model.network, replay.check, model.config, device="cpu")
+        return prediction_counts(predictions, model.config, thresholds=FORGETTING_IOUS)
+
+    parent_check = None if args.only else check_counts(parent)
+    only = sorted(n for n in prep if prep[n] in args.only) if args.only else None
+    base = counts_per_image(parent, only, kromp) if only else None
+    for run in runs:
+        saved, saved_share = saved_model(run, args.files)
+        for share in args.shares:
+            record = {"tag": args.tag, "minutes": args.minutes, "preparation": run["preparation"], "seed": run["seed"],
+                      "corrected": run["corrected"], "share": share, "only": args.only}
+            model = toward(parent, saved, share / saved_share)
+            if only:
+                change = pooled(counts_per_image(model, only, kromp), only)[0] - pooled(base, only)[0]
+                record["change"] = change
+                print(f"{run['preparation']} seed {run['seed']} share {share:g}: {change:+.3f}", flush=True)
+            else:
+                forgetting = compare("forgetting", parent_check, check_counts(model), seed=run["seed"])
+                record["forgetting"] = forgetting.as_dict()
+                record["offered"] = share
+                if forgot(forgetting):
+                    record["offered"] = share / 2
+                    model = toward(parent, saved, share / 2 / saved_share)
+                record["scores"] = scores(model, prep, dsb_ids)
+                record["summary"] = summary(record, transfer["parent"], prep)
+                s = record["summary"]
+                print(f"{run['preparation']} seed {run['seed']} share {share:g} (offered {record['offered']:g}): "
+                      f"own {s['own'][0]:+.3f}, worst elsewhere {min(s['elsewhere'].values()):+.3f}, "
+                      f"DSB {s['dsb']:+.3f}", flush=True)
+            results["records"] = [r for r in results["records"] if not _same(r, record)] + [record]
+            OUT.write_text(json.dumps(results, indent=1))
+    print(table(results["records"]))
+
+
+def _same(a: dict, b: dict) -> bool:
+    keys = ("tag", "minutes", "preparation", "seed", "share", "only")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def table(records: list[dict]) -> str:
+    lines = []
+    full = [r for r in records if not r["only"]]
+    if full:
+        lines += ["| runs | share | own AP@0.5 | elsewhere: worst, below -0.02 | DSB: mean, worst, beyond 0.02 "
+                  "| pulled back |", "|---|---|---|---|---|---|"]
+        for key in sorted({(r["tag"], r["minutes"], r["share"]) for r in full}):
+            rs = [r for r in full if (r["tag"], r["minutes"], r["share"]) == key]
+            own = [r["summary"]["own"][0] for r in rs]
+            els = [v for r in rs for v in r["summary"]["elsewhere"].values()]
+            dsb = [r["summary"]["dsb"] for r in rs]
+            lines.append(
+                f"| {key[0]}, {key[1]:g} min, {len(rs)} | {key[2]:g} | {np.mean(own):+.3f} (min {min(own):+.3f}) | "
+                f"{min(els):+.3f}, {sum(e < -0.02 for e in els)} of {len(els)} | {np.mean(dsb):+.3f}, {min(dsb):+.3f}, "
+                f"{sum(d < -0.02 for d in dsb)} | {sum(r['offered'] < r['share'] for r in rs)} |"
+            )
+    partial = [r for r in records if r["only"]]
+    for only in sorted({tuple(r["only"]) for r in partial}):
+        rs = [r for r in partial if tuple(r["only"]) == only]
+        shares = sorted({r["share"] for r in rs})
+        changes = {s: [r["change"] for r in rs if r["share"] == s] for s in shares}
+        lines += ["", f"| {', '.join(only)}: share | " + " | ".join(f"{s:g}" for s in shares) + " |",
+                  "|---|" + "---|" * len(shares),
+                  "| changes below -0.02 | " + " | ".join(f"{sum(c < -0.02 for c in changes[s])} of {len(changes[s])}"
+                                                       for s in shares) + " |",
+                  "| worst change | " + " | ".join(f"{min(changes[s]):+.3f}" for s in shares) + " |"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
