@@ -41,10 +41,9 @@ from finetune_transfer import (  # noqa: E402
     MODELS, RESULTS, counts_per_image, held_out_fluorescence, kromp, pooled, preparations, scores, summary,
 )
 from napari_unet import load_model  # noqa: E402
-from napari_unet.core.training.check import FORGETTING_IOUS, compare, forgot, prediction_counts  # noqa: E402
-from napari_unet.core.training.finetune import toward  # noqa: E402
+from napari_unet.core.training.check import compare, forgot  # noqa: E402
+from napari_unet.core.training.finetune import replay_counts, toward  # noqa: E402
 from napari_unet.core.training.replay import load_replay  # noqa: E402
-from napari_unet.core.training.scoring import predict_samples  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "finetune_blends.json"
 
@@ -78,14 +77,9 @@ def main() -> None:
     prep = preparations()
     dsb_ids = held_out_fluorescence()
     replay = load_replay(parent.config)
-
-    def check_counts(model):
-        predictions = predict_samples(model.network, replay.check, model.config, device="cpu")
-        return prediction_counts(predictions, model.config, thresholds=FORGETTING_IOUS)
-
-    parent_check = None if args.only else check_counts(parent)
+    parent_check = None if args.only else replay_counts(parent, replay)
     only = sorted(n for n in prep if prep[n] in args.only) if args.only else None
-    base = counts_per_image(parent, only, kromp) if only else None
+    base = pooled(counts_per_image(parent, only, kromp), only)[0] if only else None
     for run in runs:
         saved, saved_share = saved_model(run, args.files)
         for share in args.shares:
@@ -93,11 +87,11 @@ def main() -> None:
                       "corrected": run["corrected"], "share": share, "only": args.only}
             model = toward(parent, saved, share / saved_share)
             if only:
-                change = pooled(counts_per_image(model, only, kromp), only)[0] - pooled(base, only)[0]
+                change = pooled(counts_per_image(model, only, kromp), only)[0] - base
                 record["change"] = change
                 print(f"{run['preparation']} seed {run['seed']} share {share:g}: {change:+.3f}", flush=True)
             else:
-                forgetting = compare("forgetting", parent_check, check_counts(model), seed=run["seed"])
+                forgetting = compare("forgetting", parent_check, replay_counts(model, replay), seed=run["seed"])
                 record["forgetting"] = forgetting.as_dict()
                 record["offered"] = share
                 if forgot(forgetting):

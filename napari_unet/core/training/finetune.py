@@ -134,7 +134,7 @@ class FineTune:
             # the estimate too, for better (nuclei it now finds whole) or worse.
             parent_val = [self._held_out_counts(parent, val) if val else [] for _, val in self.folds]
             if replay is not None and replay.check:
-                replay_parent = self._replay_counts(parent, replay)
+                replay_parent = replay_counts(parent, replay, device=self.device)
             timing["parent"] += time.perf_counter() - t
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
         deadline = start + cfg.minutes * 60 - 1.2 * timing["parent"] if cfg.minutes is not None else None
@@ -252,11 +252,6 @@ class FineTune:
         predictions = predict_samples(model.network, val, model.config, device=self.device, estimate_size=True)
         return prediction_counts(predictions, model.config, thresholds=HELD_OUT_IOUS)
 
-    def _replay_counts(self, model: Model, replay: ReplaySet) -> list[InstanceCounts]:
-        """``model``'s counts on the replay set's check crops at the forgetting check's IoUs."""
-        predictions = predict_samples(model.network, replay.check, model.config, device=self.device)
-        return prediction_counts(predictions, model.config, thresholds=FORGETTING_IOUS)
-
     def _user_check(self, models: list[Model], parent_val: list[list[InstanceCounts]]) -> Comparison | None:
         """Parent (its counts, ``parent_val``) against each run's model on the corrections that run did not
         train on, pooled."""
@@ -286,9 +281,16 @@ class FineTune:
         return compare(
             "the parent's own training data (forgetting check)",
             replay_parent,
-            self._replay_counts(model, replay),
+            replay_counts(model, replay, device=self.device),
             seed=self.config.seed,
         )
+
+
+def replay_counts(model: Model, replay: ReplaySet, *, device: str = "cpu") -> list[InstanceCounts]:
+    """``model``'s counts on the replay set's check crops at the forgetting check's IoUs (what the forgetting
+    check compares)."""
+    predictions = predict_samples(model.network, replay.check, model.config, device=device)
+    return prediction_counts(predictions, model.config, thresholds=FORGETTING_IOUS)
 
 
 def plan_folds(
