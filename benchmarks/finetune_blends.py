@@ -57,7 +57,8 @@ def saved_model(run: dict, tag: str):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shares", type=float, nargs="+", default=[0.5])
-    p.add_argument("--tag", default="shipped", help="the runs of finetune_transfer.py to rebuild")
+    p.add_argument("--tag", default="blend 1 (shipped until 2026-12-05)",
+                   help="the runs of finetune_transfer.py to rebuild")
     p.add_argument("--files", default="replay_set_128+32_crops",
                    help="the name their saved models start with (the tag as it was when they were saved)")
     p.add_argument("--minutes", type=float, default=2.0)

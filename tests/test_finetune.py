@@ -366,7 +366,7 @@ def test_the_checks_judge_the_blend_that_is_kept(monkeypatch):
     monkeypatch.setattr(finetune_module, "toward", recording_toward)
     monkeypatch.setattr(FineTune, "_user_check", user_check)
     monkeypatch.setattr(FineTune, "_forgetting_check", lambda self, model, replay, parent: _comparison(0.0))
-    share = 0.7  # a blend asked for, not the fine-tune whole (the default)
+    share = 0.6  # a blend asked for, not the default one
     config = TrainConfig(steps=4, patch=128, val_every=2, blend=share)
     result = run(FineTune(parent, samples, config, device="cpu").run())
     assert [s for _, s, _ in made] == [share, share] and all(start is parent for start, _, _ in made)

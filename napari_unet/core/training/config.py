@@ -117,13 +117,14 @@ class TrainConfig(BaseModel):
         "was sure of, and how sure, on every pixel of its own data; 0: off (the labels alone)",
     )
     blend: float = Field(
-        1.0,
+        0.7,
         gt=0,
         le=1,
         description="fine-tuning: how far the kept weights go from the parent's toward the fine-tuned ones "
-        "(weight-space ensembling): 1 keeps the fine-tune whole; below 1 keeps less of what a few corrected "
-        "images teach, by chance too (such as splitting the larger nuclei of another preparation). The checks "
-        "judge what is kept; one that forgot is pulled back to half of it",
+        "(weight-space ensembling): 1 keeps the fine-tune whole, which gains most on images like the corrected "
+        "ones; below 1 keeps less of what a few corrected images teach, by chance too (such as missing the dim "
+        "nuclei of another kind of image). The checks judge what is kept; one that forgot is pulled back to half "
+        "of it",
     )
     batch_norm: Literal["frozen", "train"] = Field(
         "frozen",

@@ -20,11 +20,13 @@ how many images they cover, so the held-out part is chosen by that:
   verdict says so.
 
 The weights kept are ``TrainConfig.blend`` of the way from the parent's to
-the fine-tune's (weight-space ensembling): by default all of the way, the
-fine-tune itself. A blend keeps less of what two images teach by chance (on
-another preparation, nuclei split that the parent kept whole) but also less of
-what they teach; with two minutes of bfloat16 steps the whole fine-tune gained
-more on the preparation's other images and lost about as much elsewhere
+the fine-tune's (weight-space ensembling): by default seven tenths of the way.
+A blend keeps less of what two images teach by chance (on the parent's own
+kind of image, dim nuclei missed that the parent found) but also less of what
+they teach. On the transfer benchmark's eighteen two-minute runs the whole
+fine-tune gained more on the preparation's other images (+0.045 AP@0.5
+against +0.031), but held-out images of the parent's own kind lost 0.021 after one
+of them, and at most 0.015 after the blends
 (``benchmarks/finetune_transfer.py``, docs/benchmarks.md).
 
 Then that model and its parent are compared on the held-out corrections and
