@@ -9,6 +9,7 @@ weights (as is the average of a rotation's runs), so the model a fine-tune would
 offered at any blend can be rebuilt exactly from the model ``finetune_transfer.py`` saved
 (``benchmarks/results/models``, git-ignored: run that benchmark first). The saved model of
 a run that was pulled back is half of its fine-tune (its record's ``blend``); that is taken into account.
+A file is used only if the checks it carries are those of the run it is named for.
 
 Each rebuilt model gets the forgetting check on the replay set's check crops, as
 ``FineTune`` would give it. When it forgot, it is pulled back halfway, as
@@ -48,10 +49,19 @@ from napari_unet.core.training.replay import load_replay  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "finetune_blends.json"
 
 
-def saved_model(run: dict, tag: str):
-    """The model ``finetune_transfer.py`` saved for ``run``, and its share of the way from the default."""
-    name = f"{tag}_{run['minutes']:g}min_{run['preparation']}_seed{run['seed']}.safetensors".replace(" ", "_")
-    return load_model(MODELS / name), run["blend"]  # a run pulled back records the share it kept
+def saved_model(run: dict, prefix: str):
+    """The model ``finetune_transfer.py`` saved for ``run`` (its file name starts with ``prefix``), and its share
+    of the way from the default.
+
+    Tags in the results are renamed when the recipe they name stops being shipped, file names are not, and a later
+    run under an old name overwrites the file: the file is taken as the run's only if its checks are the record's.
+    """
+    name = f"{prefix}_{run['minutes']:g}min_{run['preparation']}_seed{run['seed']}.safetensors".replace(" ", "_")
+    model = load_model(MODELS / name)
+    if model.config.provenance.get("check") != run["check"]:
+        sys.exit(f"{name} is not the model of the {run['tag']!r} run it is named for (its checks differ from the "
+                 "record's): name the files that run saved with --files")
+    return model, run["blend"]  # a run pulled back records the share it kept
 
 
 def main() -> None:
