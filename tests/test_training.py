@@ -3,6 +3,7 @@
 import dataclasses
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -402,6 +403,25 @@ def test_a_caller_that_checks_the_result_itself_spares_the_runs_last_validation(
     assert at == ([2, 4, 5] if score_last else [2, 4]) and len(scored) == len(at)
     # without its own last score, the run claims none for the weights it returns (step 4's is not theirs)
     assert (trainer.result.best_score is not None) == score_last
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_scores_that_only_draw_the_progress_wait_while_validation_is_over_its_share_of_the_time(keep, monkeypatch):
+    from napari_unet.core.training.scoring import Score
+    from napari_unet.core.training.trainer import VALIDATION_SHARE
+
+    def slow_score(self, network):  # a held-out image that takes long to predict
+        time.sleep(0.2)
+        return Score(0.5, "AP@0.5", {})
+
+    monkeypatch.setattr(Trainer, "_score", slow_score)
+    trainer = _small_trainer(validate=True, steps=10, val_every=1, keep=keep, tune_thresholds=False)
+    trainer.score_last = False
+    at = [u.step for u in trainer.run() if u.score is not None]
+    if keep == "best":  # the scores pick the weights kept: each one is taken
+        assert at == list(range(1, 11))
+    else:  # the first score is drawn at once; the next waits until 0.2 s are VALIDATION_SHARE of the run
+        assert at == [1] and trainer.result.seconds < 0.2 / VALIDATION_SHARE
 
 
 def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():

@@ -29,12 +29,14 @@ against +0.031), but held-out images of the parent's own kind lost 0.021 after o
 of them, and at most 0.015 after the blends
 (``benchmarks/finetune_transfer.py``, docs/benchmarks.md).
 
-Then that model and its parent are compared on the held-out corrections and
-on the replay check (:mod:`.check`), and the parent stays in use unless the
-fine-tune is better on the first and has not forgotten the second. One that
-is better on the first but forgot is pulled back to half the share (each
-run's for the held-out check) and checked again; if that passes, it is the
-one adopted (``TrainResult.pulled_back``).
+Then that model and its parent are compared on the replay check and on the
+held-out corrections (:mod:`.check`), and the parent stays in use unless the
+fine-tune has not forgotten the first and is better on the second. One that
+forgot is pulled back to half the share and checked again; if that passes
+both checks (each run's, pulled back alike, for the held-out one), it is the
+one adopted (``TrainResult.pulled_back``). The replay check comes first, so
+that the held-out corrections are predicted once, by the runs of the model
+judged.
 
 The time asked for is the whole run's: the steps get what is left after
 scoring the parent at the start and reserving as long for the checks at the
@@ -198,29 +200,34 @@ class FineTune:
         models = [toward(parent, m, blend) for m in runs] if blend < 1 else runs
         finetuned = models[0] if len(models) == 1 else average_models(models)
         user = forgetting = None
+        pulled_back = False
         if not self.from_scratch and steps > 0:
-            yield Stage("checking the fine-tuned model on held-out corrections and the parent's data",
+            yield Stage("checking the fine-tuned model on the parent's data and on held-out corrections",
                         time.perf_counter() - start)
             t = time.perf_counter()
-            user = self._user_check(models, parent_val)
+            # The forgetting check first: a model that forgot is not the one judged on the user's images.
             forgetting = self._forgetting_check(finetuned, replay, replay_parent)
             timing["checks"] += time.perf_counter() - t
-        pulled_back = False
-        if user is not None and user.gain > 0 and forgot(forgetting):
-            # Better on the user's images but it forgot: half as far from the parent keeps much of the one and
-            # most of the other. Checked the same way, at a cost of the checks again (the time asked for is then
-            # overrun by that much).
-            yield Stage(f"the fine-tune forgot some of what the parent knew: checking it {blend / 2:.0%} of the way "
-                        "from the parent", time.perf_counter() - start)
-            t = time.perf_counter()
-            closer = [toward(parent, m, blend / 2) for m in runs]
-            closer_user = self._user_check(closer, parent_val)
-            closer_model = closer[0] if len(closer) == 1 else average_models(closer)
-            closer_forgetting = self._forgetting_check(closer_model, replay, replay_parent)
-            timing["checks"] += time.perf_counter() - t
-            if adopt(closer_user, closer_forgetting):
-                finetuned, user, forgetting = closer_model, closer_user, closer_forgetting
-                blend, pulled_back = blend / 2, True
+            if forgot(forgetting):
+                # Half as far from the parent keeps much of what the corrections teach and most of what the
+                # parent knew. It is checked the same way, and adopted if it passes both (the time asked for is
+                # then overrun by a forgetting check).
+                yield Stage(f"the fine-tune forgot some of what the parent knew: checking it {blend / 2:.0%} of the "
+                            "way from the parent", time.perf_counter() - start)
+                t = time.perf_counter()
+                closer = [toward(parent, m, blend / 2) for m in runs]
+                closer_model = closer[0] if len(closer) == 1 else average_models(closer)
+                closer_forgetting = self._forgetting_check(closer_model, replay, replay_parent)
+                if not forgot(closer_forgetting):
+                    closer_user = self._user_check(closer, parent_val)
+                    if adopt(closer_user, closer_forgetting):
+                        finetuned, user, forgetting = closer_model, closer_user, closer_forgetting
+                        blend, pulled_back = blend / 2, True
+                timing["checks"] += time.perf_counter() - t
+            if not pulled_back:  # the verdict states the held-out gain of the model it judges
+                t = time.perf_counter()
+                user = self._user_check(models, parent_val)
+                timing["checks"] += time.perf_counter() - t
         if self.from_scratch:
             improved = results[0].improved if len(results) == 1 else None
         else:

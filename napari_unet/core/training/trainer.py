@@ -54,6 +54,7 @@ from .thresholds import tune_thresholds
 
 
 ENCODER = ("inc.", "downs.")  # a U-Net's contracting path, by parameter name
+VALIDATION_SHARE = 0.05  # most of a run's time the scores that only draw its progress may take (keep="last")
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ class Trainer:
             elapsed = time.perf_counter() - start
             current = None
             last = self.score_last and self._finished(step, elapsed)
-            if self.val_samples and (step % cfg.val_every == 0 or last):
+            if self.val_samples and (last or (step % cfg.val_every == 0 and self._validation_due(elapsed))):
                 with self._timed("validation"):
                     current = self._score(kept)
                 if cfg.keep == "last":  # the weights of the last step are taken after the loop
@@ -281,6 +282,12 @@ class Trainer:
             yield
         finally:
             self.timing[what] += time.perf_counter() - start
+
+    def _validation_due(self, elapsed: float) -> bool:
+        """Whether a ``val_every`` step validates. With ``keep="last"`` its score only draws the progress (the
+        run's result is the last weights): then it waits while validation has had more than
+        :data:`VALIDATION_SHARE` of the time, so that large held-out images do not take the steps' time."""
+        return self.config.keep != "last" or self.timing["validation"] <= VALIDATION_SHARE * elapsed
 
     def _finished(self, step: int, elapsed: float) -> bool:
         cfg = self.config
