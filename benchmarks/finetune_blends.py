@@ -13,11 +13,11 @@ A file is used only if the checks it carries are those of the run it is named fo
 
 Each rebuilt model gets the forgetting check on the replay set's check crops, as
 ``FineTune`` would give it. When it forgot, it is pulled back halfway, as
-``FineTune`` does (which, until commit 666b3f4, pulled back only when the held-out
-check also said better), and adopts the model pulled back only when it passes both
-checks. The held-out check needs each rotation run's own weights, which are not saved, so it
-is not redone here. The decision to adopt is not redone either: what is scored is
-the model such a run would offer.
+``FineTune`` does (until commit 666b3f4, only when the held-out check also said
+better); ``FineTune`` adopts the model pulled back only when it passes both
+checks. The held-out check needs each rotation run's own weights, which are not
+saved, so it is not redone here. The decision to adopt is not redone either: what
+is scored is the model such a run would offer.
 
 ``--only`` scores those preparations alone, and neither the DSB images nor the
 forgetting check, which is quick for a look along the whole line. Records go to

@@ -211,7 +211,7 @@ class FineTune:
             if forgot(forgetting):
                 # Half as far from the parent keeps much of what the corrections teach and most of what the
                 # parent knew. It is checked the same way, and adopted if it passes both (the time asked for is
-                # then overrun by a forgetting check).
+                # then overrun by a forgetting check, and a held-out one when it passes the first and fails the second).
                 yield Stage(f"the fine-tune forgot some of what the parent knew: checking it {blend / 2:.0%} of the "
                             "way from the parent", time.perf_counter() - start)
                 t = time.perf_counter()
