@@ -290,8 +290,8 @@ def match_instances(
     thr = np.asarray(thresholds, dtype=np.float64).ravel()
     if thr.size == 0 or np.any((thr < 0) | (thr > 1)) or np.isnan(thr).any():
         raise ValueError(f"thresholds must be a non-empty sequence of IoUs in [0, 1], got {thresholds!r}")
-    t_idx, true_ids = _compact(true_labels, "true_labels")
-    p_idx, pred_ids = _compact(pred_labels, "pred_labels")
+    t_idx, true_ids = compact_labels(true_labels, "true_labels")
+    p_idx, pred_ids = compact_labels(pred_labels, "pred_labels")
     n_true, n_pred = true_ids.size, pred_ids.size
     found = _overlaps(t_idx, true_ids, p_idx, pred_ids)
     rows, cols, iou, true_area, pred_area = found.rows, found.cols, found.iou, found.true_area, found.pred_area
@@ -349,13 +349,13 @@ def overlaps(pred_labels: np.ndarray, true_labels: np.ndarray) -> Overlaps:
     :func:`match_instances`.
     """
     pred_labels, true_labels = _pair(pred_labels, true_labels, "instance labels")
-    t_idx, true_ids = _compact(true_labels, "true_labels")
-    p_idx, pred_ids = _compact(pred_labels, "pred_labels")
+    t_idx, true_ids = compact_labels(true_labels, "true_labels")
+    p_idx, pred_ids = compact_labels(pred_labels, "pred_labels")
     return _overlaps(t_idx, true_ids, p_idx, pred_ids)
 
 
 def _overlaps(t_idx: np.ndarray, true_ids: np.ndarray, p_idx: np.ndarray, pred_ids: np.ndarray) -> Overlaps:
-    """:class:`Overlaps` of compact flat indices and their ids (see :func:`_compact`)."""
+    """:class:`Overlaps` of compact flat indices and their ids (see :func:`compact_labels`)."""
     n_true, n_pred = true_ids.size, pred_ids.size
     true_area = np.bincount(t_idx, minlength=n_true + 1)[1:]
     pred_area = np.bincount(p_idx, minlength=n_pred + 1)[1:]
@@ -364,18 +364,31 @@ def _overlaps(t_idx: np.ndarray, true_ids: np.ndarray, p_idx: np.ndarray, pred_i
     return Overlaps(true_ids, pred_ids, true_area, pred_area, rows, cols, inter)
 
 
-def _compact(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flat object indices 1..n (0 = background), whatever the ids, and the n ids in that order."""
+def compact_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flat object indices 1..n (0 = background), whatever the ids, and the n ids in that order.
+
+    Ids up to a few times the number of pixels are counted and looked up in a table rather than
+    found by sorting every pixel (``np.unique`` with ``return_inverse``, or ``searchsorted``): on a
+    1.4 Mpx image, ``check.region_counts`` went from 0.60 s to 0.09 s and ``match_instances`` from
+    54 to 31 ms."""
     flat = labels.ravel()
     if flat.size and flat.min() < 0:
         raise ValueError(f"{name} must be non-negative object ids (0 = background), found {flat.min()}")
-    ids = np.unique(flat)
-    ids = ids[ids != 0]
-    if ids.size and ids[-1] == ids.size:
-        return flat.astype(np.intp, copy=False), ids
-    index = np.searchsorted(ids, flat) + 1
-    index[flat == 0] = 0
-    return index, ids
+    top = int(flat.max()) if flat.size else 0
+    if top > 4 * flat.size + 2**16:  # ids far beyond the pixel count: no table that large
+        ids = np.unique(flat)
+        ids = ids[ids != 0]
+        index = np.searchsorted(ids, flat) + 1
+        index[flat == 0] = 0
+        return index, ids
+    flat = flat.astype(np.intp, copy=False)
+    ids = np.flatnonzero(np.bincount(flat, minlength=1)[1:]) + 1
+    ids = ids.astype(labels.dtype)  # as np.unique gives them
+    if ids.size == top:
+        return flat, ids
+    table = np.zeros(top + 1, np.intp)
+    table[ids] = np.arange(1, ids.size + 1)
+    return table[flat], ids
 
 
 def _match(rows: np.ndarray, cols: np.ndarray, iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..models.config import ModelConfig
-from ..evaluation.metrics import IOU_THRESHOLDS, InstanceCounts, overlaps
+from ..evaluation.metrics import IOU_THRESHOLDS, InstanceCounts, compact_labels, overlaps
 from ..labels.postprocess import instance_labels
 from .scoring import Prediction
 
@@ -134,18 +134,14 @@ def region_counts(
 def _centroids(labels: np.ndarray, ids: np.ndarray, reviewed: np.ndarray):
     """Centroid (y, x) of each object of ``ids`` (the nonzero ids of ``labels``, in order) and whether
     more than half of it is reviewed."""
-    flat = labels.ravel()
-    if ids.size and ids[-1] <= 4 * flat.size:  # ids as bins (a sort of the pixels costs ten times as much)
-        index, bins = flat.astype(np.intp, copy=False), ids
-    else:  # ids far beyond the pixel count: compact ones
-        values, index = np.unique(flat, return_inverse=True)
-        bins = np.searchsorted(values, ids)
-    area = np.bincount(index)[bins]
-    assert area.all(), "expected the ids of objects in the labels"
+    index, found = compact_labels(labels, "labels")  # not np.unique(return_inverse=True): a sort of every pixel
+    assert np.array_equal(found, ids)
+    n = ids.size + 1
+    area = np.bincount(index, minlength=n)[1:]
     yy, xx = np.indices(labels.shape)
-    cy = np.bincount(index, yy.ravel())[bins] / area
-    cx = np.bincount(index, xx.ravel())[bins] / area
-    seen = np.bincount(index, reviewed.ravel().astype(np.float64))[bins]
+    cy = np.bincount(index, yy.ravel(), minlength=n)[1:] / area
+    cx = np.bincount(index, xx.ravel(), minlength=n)[1:] / area
+    seen = np.bincount(index, reviewed.ravel().astype(np.float64), minlength=n)[1:]
     return cy, cx, seen * 2 > area
 
 
