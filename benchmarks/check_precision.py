@@ -35,17 +35,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _record  # noqa: E402
-from finetune_transfer import MODELS, RESULTS, kromp, preparations  # noqa: E402
+from finetune_transfer import MODELS, RESULTS, corrections, preparations  # noqa: E402
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.devices import mixed_precision  # noqa: E402
 from napari_unet.core.predict import inference  # noqa: E402
 from napari_unet.core.predict.predictor import NetworkPredictor  # noqa: E402
-from napari_unet.core.training import make_samples  # noqa: E402
-from napari_unet.core.training.check import HELD_OUT_IOUS, compare, forgot, prediction_counts  # noqa: E402
-from napari_unet.core.training.files import scale_to  # noqa: E402
-from napari_unet.core.training.finetune import replay_counts  # noqa: E402
+from napari_unet.core.training.check import compare, forgot  # noqa: E402
+from napari_unet.core.training.finetune import held_out_counts, replay_counts  # noqa: E402
 from napari_unet.core.training.replay import load_replay  # noqa: E402
-from napari_unet.core.training.scoring import predict_samples  # noqa: E402
 
 PRECISIONS = {"float32": False, "bfloat16": True}  # NetworkPredictor's amp on the CPU
 
@@ -87,9 +84,10 @@ def main() -> None:
             try:
                 key = (name, run["preparation"], tuple(others))
                 if key not in parent_counts:
-                    parent_counts[key] = held_out_counts(parent, others)
+                    parent_counts[key] = held_out_counts(parent, corrections(others, parent.config))
                     parent_counts[(name, "replay")] = replay_counts(parent, replay)
-                own = compare("own", parent_counts[key], held_out_counts(model, others), seed=run["seed"])
+                own = compare("own", parent_counts[key], held_out_counts(model, corrections(others, model.config)),
+                              seed=run["seed"])
                 replayed = compare("replay", parent_counts[(name, "replay")], replay_counts(model, replay),
                                    seed=run["seed"])
             finally:
@@ -130,17 +128,6 @@ def saved_model(run: dict, prefixes: list[str]):
                 return model
     sys.exit(f"no saved model of the {run['tag']!r} run ({run['preparation']}, seed {run['seed']}) under "
              f"{prefixes}: run finetune_transfer.py first, or name the files with --files")
-
-
-def held_out_counts(model, names: list[str]):
-    """``model``'s counts on the images ``names`` as the held-out check makes them (size estimated)."""
-    samples = []
-    for name in names:
-        image, labels = kromp(name)
-        samples += make_samples(image, labels, model.config, name=name)
-    samples = scale_to(samples, model.config.object_size)
-    predictions = predict_samples(model.network, samples, model.config, estimate_size=True)
-    return prediction_counts(predictions, model.config, thresholds=HELD_OUT_IOUS)
 
 
 def table(records: list[dict]) -> str:

@@ -107,13 +107,18 @@ def scores(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
     }
 
 
-def fine_tune(parent, corrected: list[str], config: TrainConfig):
+def corrections(names: list[str], model_config) -> list:
+    """The reviewed samples of the images ``names``, their labels taken as a user's corrections, each zoomed to the
+    model's object size (as ``napari-unet train`` makes them)."""
     samples = []
-    for name in corrected:
+    for name in names:
         image, labels = kromp(name)
-        samples += make_samples(image, labels, parent.config, name=name)
-    samples = scale_to(samples, parent.config.object_size)
-    return run(FineTune(parent, samples, config, device="cpu").run())
+        samples += make_samples(image, labels, model_config, name=name)
+    return scale_to(samples, model_config.object_size)
+
+
+def fine_tune(parent, corrected: list[str], config: TrainConfig):
+    return run(FineTune(parent, corrections(corrected, parent.config), config, device="cpu").run())
 
 
 def summary(record: dict, parent: dict, prep: dict[str, str]) -> dict:

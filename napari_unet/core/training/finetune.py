@@ -62,7 +62,7 @@ from .config import TrainConfig
 from .data import Sample, split_validation
 from .replay import ReplaySet, load_replay
 from .scoring import Score, predict_samples
-from .trainer import Trainer, TrainResult, TrainUpdate, seconds_left
+from .trainer import Trainer, TrainResult, TrainUpdate, seconds_left, timed
 
 WHOLE_IMAGES = 5  # from this many images (planes) up, whole ones are held out; below, they take turns
 MIN_TUNING_OBJECTS = 200  # held-out objects needed before post-processing thresholds are re-tuned on them
@@ -133,13 +133,10 @@ class FineTune:
         replay_parent: list[InstanceCounts] = []  # and on the replay check crops
         if not self.from_scratch and any(val for _, val in self.folds):
             yield Stage("scoring the parent model on the held-out corrections", time.perf_counter() - start)
-            t = time.perf_counter()
-            # The object size is estimated, as it is for the user's other images: a fine-tune changes
-            # the estimate too, for better (nuclei it now finds whole) or worse.
-            parent_val = [self._held_out_counts(parent, val) if val else [] for _, val in self.folds]
-            if replay is not None and replay.check:
-                replay_parent = replay_counts(parent, replay, device=self.device)
-            timing["parent"] += time.perf_counter() - t
+            with timed(timing, "parent"):
+                parent_val = [held_out_counts(parent, val, device=self.device) if val else [] for _, val in self.folds]
+                if replay is not None and replay.check:
+                    replay_parent = replay_counts(parent, replay, device=self.device)
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
         deadline = start + cfg.minutes * 60 - 1.2 * timing["parent"] if cfg.minutes is not None else None
 
@@ -198,36 +195,33 @@ class FineTune:
         runs = [r.finetuned for r in results]
         blend = 1.0 if self.from_scratch else cfg.blend
         models = [toward(parent, m, blend) for m in runs] if blend < 1 else runs
-        finetuned = models[0] if len(models) == 1 else average_models(models)
+        finetuned = _kept(models)
         user = forgetting = None
         pulled_back = False
         if not self.from_scratch and steps > 0:
             yield Stage("checking the fine-tuned model on the parent's data and on held-out corrections",
                         time.perf_counter() - start)
-            t = time.perf_counter()
             # The forgetting check first: a model that forgot is not the one judged on the user's images.
-            forgetting = self._forgetting_check(finetuned, replay, replay_parent)
-            timing["checks"] += time.perf_counter() - t
+            with timed(timing, "checks"):
+                forgetting = self._forgetting_check(finetuned, replay, replay_parent)
             if forgot(forgetting):
                 # Half as far from the parent keeps much of what the corrections teach and most of what the
                 # parent knew. It is checked the same way, and adopted if it passes both (the time asked for is
                 # then overrun by a forgetting check, and a held-out one when it passes the first and fails the second).
                 yield Stage(f"the fine-tune forgot some of what the parent knew: checking it {blend / 2:.0%} of the "
                             "way from the parent", time.perf_counter() - start)
-                t = time.perf_counter()
-                closer = [toward(parent, m, blend / 2) for m in runs]
-                closer_model = closer[0] if len(closer) == 1 else average_models(closer)
-                closer_forgetting = self._forgetting_check(closer_model, replay, replay_parent)
-                if not forgot(closer_forgetting):
-                    closer_user = self._user_check(closer, parent_val)
-                    if adopt(closer_user, closer_forgetting):
-                        finetuned, user, forgetting = closer_model, closer_user, closer_forgetting
-                        blend, pulled_back = blend / 2, True
-                timing["checks"] += time.perf_counter() - t
+                with timed(timing, "checks"):
+                    closer = [toward(parent, m, blend / 2) for m in runs]
+                    closer_model = _kept(closer)
+                    closer_forgetting = self._forgetting_check(closer_model, replay, replay_parent)
+                    if not forgot(closer_forgetting):
+                        closer_user = self._user_check(closer, parent_val)
+                        if adopt(closer_user, closer_forgetting):
+                            finetuned, user, forgetting = closer_model, closer_user, closer_forgetting
+                            blend, pulled_back = blend / 2, True
             if not pulled_back:  # the verdict states the held-out gain of the model it judges
-                t = time.perf_counter()
-                user = self._user_check(models, parent_val)
-                timing["checks"] += time.perf_counter() - t
+                with timed(timing, "checks"):
+                    user = self._user_check(models, parent_val)
         if self.from_scratch:
             improved = results[0].improved if len(results) == 1 else None
         else:
@@ -255,12 +249,6 @@ class FineTune:
         )
         return self.result
 
-    def _held_out_counts(self, model: Model, val: list[Sample]) -> list[InstanceCounts]:
-        """``model``'s counts on held-out corrections at the held-out check's IoUs, each image zoomed as the model
-        estimates (as the user's other images will be): the parent's and each fine-tune's alike."""
-        predictions = predict_samples(model.network, val, model.config, device=self.device, estimate_size=True)
-        return prediction_counts(predictions, model.config, thresholds=HELD_OUT_IOUS)
-
     def _user_check(self, models: list[Model], parent_val: list[list[InstanceCounts]]) -> Comparison | None:
         """Parent (its counts, ``parent_val``) against each run's model on the corrections that run did not
         train on, pooled."""
@@ -269,7 +257,7 @@ class FineTune:
             if not val:
                 continue
             before += parent_counts
-            after += self._held_out_counts(model, val)
+            after += held_out_counts(model, val, device=self.device)
         if not before:
             return None
         if len(models) > 1:
@@ -295,6 +283,14 @@ class FineTune:
         )
 
 
+def held_out_counts(model: Model, val: list[Sample], *, device: str = "cpu") -> list[InstanceCounts]:
+    """``model``'s counts on held-out corrections at the held-out check's IoUs (what the held-out check compares),
+    each image zoomed as the model estimates, as the user's other images will be: a fine-tune changes the estimate
+    too, for better (nuclei it now finds whole) or worse."""
+    predictions = predict_samples(model.network, val, model.config, device=device, estimate_size=True)
+    return prediction_counts(predictions, model.config, thresholds=HELD_OUT_IOUS)
+
+
 def replay_counts(model: Model, replay: ReplaySet, *, device: str = "cpu") -> list[InstanceCounts]:
     """``model``'s counts on the replay set's check crops at the forgetting check's IoUs (what the forgetting
     check compares)."""
@@ -313,6 +309,11 @@ def plan_folds(
     if rotate and 2 <= len(samples) < WHOLE_IMAGES:
         return [([s for j, s in enumerate(samples) if j != i], [held]) for i, held in enumerate(samples)]
     return [split_validation(samples, config.val_fraction, rng)]
+
+
+def _kept(models: list[Model]) -> Model:
+    """The model kept from the runs' (blended) models: the one, or their average."""
+    return models[0] if len(models) == 1 else average_models(models)
 
 
 def average_models(models: list[Model]) -> Model:

@@ -125,6 +125,16 @@ class TrainResult:
         return f"{self.seconds:.0f} s: " + ", ".join(parts)
 
 
+@contextlib.contextmanager
+def timed(timing: dict[str, float], what: str):
+    """Add the seconds the ``with`` block takes to ``timing[what]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timing[what] += time.perf_counter() - start
+
+
 class Trainer:
     """Train ``model`` (a copy; the parent is never modified) on reviewed samples.
 
@@ -275,13 +285,8 @@ class Trainer:
         )
         return self.result
 
-    @contextlib.contextmanager
     def _timed(self, what: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timing[what] += time.perf_counter() - start
+        return timed(self.timing, what)
 
     def _validation_due(self, elapsed: float) -> bool:
         """Whether a ``val_every`` step validates. With ``keep="last"`` its score only draws the progress (the
