@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _record  # noqa: E402
-from finetune_transfer import MODELS, RESULTS, corrections, preparations  # noqa: E402
+from finetune_transfer import RESULTS, corrections, preparations, saved_model  # noqa: E402
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.devices import mixed_precision  # noqa: E402
 from napari_unet.core.predict import inference  # noqa: E402
@@ -115,19 +115,6 @@ def speed(model, repeats: int = 7) -> dict[str, float]:
             times.append(time.perf_counter() - start)
         out[name] = float(np.median(times))
     return out
-
-
-def saved_model(run: dict, prefixes: list[str]):
-    """The model ``finetune_transfer.py`` saved for ``run``: the file, under one of ``prefixes``, whose checks are
-    the record's."""
-    for prefix in prefixes:
-        name = f"{prefix}_{run['minutes']:g}min_{run['preparation']}_seed{run['seed']}.safetensors".replace(" ", "_")
-        if (MODELS / name).is_file():
-            model = load_model(MODELS / name)
-            if model.config.provenance.get("check") == run["check"]:
-                return model
-    sys.exit(f"no saved model of the {run['tag']!r} run ({run['preparation']}, seed {run['seed']}) under "
-             f"{prefixes}: run finetune_transfer.py first, or name the files with --files")
 
 
 def table(records: list[dict]) -> str:

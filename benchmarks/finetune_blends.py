@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from finetune_transfer import (  # noqa: E402
-    MODELS, RESULTS, counts_per_image, held_out_fluorescence, kromp, pooled, preparations, scores, summary,
+    RESULTS, counts_per_image, held_out_fluorescence, kromp, pooled, preparations, saved_model, scores, summary,
 )
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.training.check import compare, forgot  # noqa: E402
@@ -47,21 +47,6 @@ from napari_unet.core.training.finetune import replay_counts, toward  # noqa: E4
 from napari_unet.core.training.replay import load_replay  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "finetune_blends.json"
-
-
-def saved_model(run: dict, prefix: str):
-    """The model ``finetune_transfer.py`` saved for ``run`` (its file name starts with ``prefix``), and its share
-    of the way from the default.
-
-    Tags in the results are renamed when the recipe they name stops being shipped, file names are not, and a later
-    run under an old name overwrites the file: the file is taken as the run's only if its checks are the record's.
-    """
-    name = f"{prefix}_{run['minutes']:g}min_{run['preparation']}_seed{run['seed']}.safetensors".replace(" ", "_")
-    model = load_model(MODELS / name)
-    if model.config.provenance.get("check") != run["check"]:
-        sys.exit(f"{name} is not the model of the {run['tag']!r} run it is named for (its checks differ from the "
-                 "record's): name the files that run saved with --files")
-    return model, run["blend"]  # a run pulled back records the share it kept
 
 
 def main() -> None:
@@ -92,7 +77,8 @@ def main() -> None:
     only = sorted(n for n in prep if prep[n] in args.only) if args.only else None
     base = pooled(counts_per_image(parent, only, kromp), only)[0] if only else None
     for run in runs:
-        saved, saved_share = saved_model(run, args.files)
+        saved = saved_model(run, [args.files])
+        saved_share = run["blend"]  # a run pulled back records the share it kept
         for share in args.shares:
             record = {"tag": args.tag, "minutes": args.minutes, "preparation": run["preparation"], "seed": run["seed"],
                       "corrected": run["corrected"], "share": share, "only": args.only}

@@ -107,6 +107,24 @@ def scores(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
     }
 
 
+def saved_model(run: dict, prefixes: list[str]):
+    """The model this benchmark saved for ``run``: the file, under one of ``prefixes`` (the tag a run had when it
+    saved), whose checks are the record's.
+
+    Tags in the results are renamed when the recipe they name stops being shipped, file names are not, and a later
+    run under an old name overwrites the file: a file is taken as the run's only if its checks are the record's.
+    """
+    for prefix in prefixes:
+        name = f"{prefix}_{run['minutes']:g}min_{run['preparation']}_seed{run['seed']}.safetensors".replace(" ", "_")
+        if (MODELS / name).is_file():
+            model = load_model(MODELS / name)
+            if model.config.provenance.get("check") == run["check"]:
+                return model
+    sys.exit(f"no saved model of the {run['tag']!r} run ({run['preparation']}, seed {run['seed']}) under "
+             f"{prefixes} whose checks are the record's: run this benchmark first, or name the files that run "
+             "saved with --files")
+
+
 def corrections(names: list[str], model_config) -> list:
     """The reviewed samples of the images ``names``, their labels taken as a user's corrections, each zoomed to the
     model's object size (as ``napari-unet train`` makes them)."""
