@@ -22,6 +22,7 @@ from napari_unet.core.training.files import scale_to
 from napari_unet.core.training.losses import distillation
 from napari_unet.core.training import finetune as finetune_module
 from napari_unet.core.training.finetune import average_models, plan_folds, toward
+from napari_unet.core.training import replay as replay_module
 from napari_unet.core.training.replay import is_replay, load_replay
 
 from .conftest import DATA, small_model
@@ -54,6 +55,25 @@ def test_the_default_model_ships_a_replay_set_of_its_own_training_images_with_a_
         # normalised as the model sees the whole image (by its percentiles), not raw counts: a crop of dark
         # H&E nuclei lies partly below its image's low percentile (down to -1.7 in the default's set)
         assert s.image.dtype == np.float32 and -3 < s.image.min() < 0.5 < s.image.max() < 10
+
+
+def test_the_replay_set_is_read_once_shared_read_only_and_read_again_when_its_file_changes(tmp_path, monkeypatch):
+    config = load_model("default").config
+    first, again = load_replay(config), load_replay(config)
+    assert first.train[0] is again.train[0] and first.train is not again.train  # one copy, lists of their own
+    with pytest.raises(ValueError, match="read-only"):
+        first.check[0].image[0, 0, 0] = 1.0
+    # a changed file (say, a model updated in place) is read again
+    mine_path = tmp_path / f"mine{replay_module.SUFFIX}"
+    mine_path.write_bytes(replay_module.replay_path(config.replay).read_bytes())
+    monkeypatch.setattr(replay_module, "replay_path", lambda name: mine_path)
+    mine = load_replay(config)
+    assert mine.train[0] is not first.train[0] and np.array_equal(mine.train[0].image, first.train[0].image)
+    with np.load(mine_path) as f:
+        arrays = dict(f)
+    arrays["images"] = 255 - arrays["images"]
+    np.savez_compressed(mine_path, **arrays)
+    assert not np.array_equal(load_replay(config).train[0].image, mine.train[0].image)
 
 
 @pytest.mark.parametrize("share", [0.25, 0.5, 0.75])

@@ -21,6 +21,7 @@ beyond its image: ignored, like pixels a user did not review),
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -59,6 +60,10 @@ def replay_path(name: str) -> Path:
 def load_replay(config: ModelConfig) -> ReplaySet | None:
     """The replay set the model names (``config.replay``), or None when it names none.
 
+    The file is read once per process (and again only if it changes): a fine-tune's runs and the
+    checks after them, and the next fine-tune of a correct-and-retrain loop, share one copy, whose
+    arrays are read-only.
+
     Raises :class:`ModelFileError` when the named set is not installed or not readable:
     a fine-tune without it would forget silently.
     """
@@ -67,6 +72,15 @@ def load_replay(config: ModelConfig) -> ReplaySet | None:
     path = replay_path(config.replay)
     if not path.is_file():
         raise ModelFileError(f"the model's replay set {config.replay!r} is not installed (expected {path})")
+    stat = path.stat()
+    train, check = _read(path, stat.st_mtime_ns, stat.st_size)
+    return ReplaySet(config.replay, list(train), list(check))
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path: Path, mtime_ns: int, size: int) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
+    """The ``train`` and ``check`` samples of the replay file ``path`` (its time and size: a changed file is
+    read again)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             images, low, span = f["images"], f["low"], f["span"]
@@ -79,8 +93,10 @@ def load_replay(config: ModelConfig) -> ReplaySet | None:
         reviewed = labels[i] != UNREVIEWED
         lab = np.where(reviewed, labels[i], 0)
         sample = Sample(image, lab, reviewed, instance_targets(lab, reviewed), f"{PREFIX}{names[i]}")
+        for array in (sample.image, sample.labels, sample.reviewed, sample.target):
+            array.setflags(write=False)  # shared by every caller
         (held if check[i] else train).append(sample)
-    return ReplaySet(config.replay, train, held)
+    return tuple(train), tuple(held)
 
 
 def quantize(image: np.ndarray) -> tuple[np.ndarray, float, float]:
