@@ -363,7 +363,10 @@ def test_the_time_split_accounts_for_the_whole_run():
     timing = result.timing
     assert set(timing) >= {"steps", "validation", "parent", "checks", "preparation"}
     assert sum(timing.values()) == pytest.approx(result.seconds, rel=1e-6)
-    assert min(timing["steps"], timing["validation"], timing["parent"], timing["checks"]) > 0
+    assert min(timing["steps"], timing["parent"], timing["checks"]) > 0
+    # a score of a run's held-out image would take about what the parent's did: far more than VALIDATION_SHARE
+    # of three steps, so none is drawn
+    assert timing["validation"] == 0
     split = result.time_split()
     assert split.startswith(f"{result.seconds:.0f} s: ") and "training steps" in split and "checks" in split
 

@@ -30,14 +30,17 @@ def _real_crop(size=128):
     return image, labels
 
 
-def _small_trainer(*, validate: bool, from_scratch: bool = False, **settings) -> Trainer:
+def _small_trainer(
+    *, validate: bool, from_scratch: bool = False, score_seconds: float | None = None, **settings
+) -> Trainer:
     """A small model (seed 3) on a real 128-pixel crop, pairs of 64-pixel patches, validated
     on its own training samples when ``validate``; ``settings`` are the rest of the TrainConfig."""
     image, labels = _real_crop(128)
     model = small_model(seed=3)
     samples = make_samples(image, labels, model.config)
     config = TrainConfig(patch=64, batch_size=2, val_fraction=0.0, **settings)
-    return Trainer(model, samples, samples if validate else [], config, device="cpu", from_scratch=from_scratch)
+    return Trainer(model, samples, samples if validate else [], config, device="cpu", from_scratch=from_scratch,
+                   score_seconds=score_seconds)
 
 
 def test_targets_outside_the_reviewed_region_are_ignored_and_do_not_shape_the_inside():
@@ -420,8 +423,28 @@ def test_scores_that_only_draw_the_progress_wait_while_validation_is_over_its_sh
     at = [u.step for u in trainer.run() if u.score is not None]
     if keep == "best":  # the scores pick the weights kept: each one is taken
         assert at == list(range(1, 11))
-    else:  # the first score is drawn at once; the next waits until 0.2 s are VALIDATION_SHARE of the run
-        assert at == [1] and trainer.result.seconds < 0.2 / VALIDATION_SHARE
+    else:  # the first score is drawn at once; the next waits until 0.2 s more would be VALIDATION_SHARE of the run
+        assert at == [1] and trainer.result.seconds < 0.4 / VALIDATION_SHARE - 0.2
+
+
+@pytest.mark.parametrize("expected", [0.001, 0.2])
+def test_a_score_expected_to_take_long_waits_from_the_first_one(expected, monkeypatch):
+    from napari_unet.core.training.scoring import Score
+    from napari_unet.core.training.trainer import VALIDATION_SHARE
+
+    def slow_score(self, network):
+        time.sleep(0.2)
+        return Score(0.5, "AP@0.5", {})
+
+    monkeypatch.setattr(Trainer, "_score", slow_score)
+    trainer = _small_trainer(validate=True, steps=10, val_every=1, keep="last", tune_thresholds=False,
+                             score_seconds=expected)
+    trainer.score_last = False
+    at = [u.step for u in trainer.run() if u.score is not None]
+    if expected < 0.01:  # the caller expects a quick score: it is drawn at once, and the next waits
+        assert at == [1]
+    else:  # 0.2 s fits in VALIDATION_SHARE of the run only after 3.8 s: this run of 10 small steps draws none
+        assert trainer.result.seconds < 0.2 / VALIDATION_SHARE - 0.2 and at == []
 
 
 def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not():

@@ -48,7 +48,7 @@ class TrainConfig(BaseModel):
     Length: ``steps`` or ``minutes`` (whichever comes first when both are
     given). A validation score is computed every ``val_every`` steps on held-out
     reviewed data; the best-scoring checkpoint is kept, or the last one (``keep="last"``:
-    then the scores only draw the progress, and wait while they have had more than
+    then the scores only draw the progress, and each waits until it fits in
     ``trainer.VALIDATION_SHARE`` of the run's time).
     """
 

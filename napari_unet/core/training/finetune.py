@@ -130,11 +130,15 @@ class FineTune:
         replay = load_replay(parent.config) if not self.from_scratch and cfg.replay > 0 else None
 
         parent_val: list[list[InstanceCounts]] = []  # the parent's counts on each run's held-out images
+        parent_seconds: list[float] = []  # and how long they took (about what a score of the run takes)
         replay_parent: list[InstanceCounts] = []  # and on the replay check crops
         if not self.from_scratch and any(val for _, val in self.folds):
             yield Stage("scoring the parent model on the held-out corrections", time.perf_counter() - start)
             with timed(timing, "parent"):
-                parent_val = [held_out_counts(parent, val, device=self.device) if val else [] for _, val in self.folds]
+                for _, val in self.folds:
+                    begun = time.perf_counter()
+                    parent_val.append(held_out_counts(parent, val, device=self.device) if val else [])
+                    parent_seconds.append(time.perf_counter() - begun)
                 if replay is not None and replay.check:
                     replay_parent = replay_counts(parent, replay, device=self.device)
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
@@ -159,9 +163,11 @@ class FineTune:
                 yield Stage(f"run {i + 1} of {len(self.folds)}: training on all but {val[0].name}",
                             time.perf_counter() - start)
             # The parent was scored above, and the checks score the run's last weights: the run need not
-            # (unless it tunes thresholds, which starts from that score).
+            # (unless it tunes thresholds, which starts from that score). Its scores that draw the progress take
+            # about what the parent's took (a little less: they need no size estimate).
             trainer = Trainer(parent, train, val, fold_config, device=self.device, from_scratch=self.from_scratch,
-                              deadline=fold_deadline, parent_predictions=[], score_last=self.from_scratch or tune)
+                              deadline=fold_deadline, parent_predictions=[], score_last=self.from_scratch or tune,
+                              score_seconds=parent_seconds[i] if parent_seconds else None)
             self.trainer = trainer
             if self._stop:
                 trainer.stop()

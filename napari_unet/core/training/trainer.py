@@ -158,6 +158,10 @@ class Trainer:
     score_last : bool
         Score the last weights on ``val`` when the run ends (False: every ``val_every`` steps only, as
         the caller scores the result itself).
+    score_seconds : float, optional
+        How long one score of ``val`` is expected to take, when the caller knows (say, from predicting the
+        same images with the parent): with ``keep="last"`` the first score then waits until it fits in
+        :data:`VALIDATION_SHARE` of the time, as the later ones do (see :meth:`_validation_due`).
 
     ``timing`` holds the seconds spent on training steps, validation, scoring
     the parent and tuning thresholds once the run is over.
@@ -175,6 +179,7 @@ class Trainer:
         deadline: float | None = None,
         parent_predictions: list[Prediction] | None = None,
         score_last: bool = True,
+        score_seconds: float | None = None,
     ):
         self.config = config
         self.device = resolve_device(device)
@@ -206,6 +211,7 @@ class Trainer:
         self._started = time.perf_counter()
         self.parent_predictions = parent_predictions
         self.score_last = score_last
+        self._score_seconds = score_seconds or 0.0  # the last score's time, or the caller's estimate before one
         self.timing = {"steps": 0.0, "validation": 0.0, "parent": 0.0, "thresholds": 0.0}
         self._stop = False
         self.result: TrainResult | None = None
@@ -248,7 +254,9 @@ class Trainer:
             last = self.score_last and self._finished(step, elapsed)
             if self.val_samples and (last or (step % cfg.val_every == 0 and self._validation_due(elapsed))):
                 with self._timed("validation"):
+                    scored = time.perf_counter()
                     current = self._score(kept)
+                    self._score_seconds = time.perf_counter() - scored
                 if cfg.keep == "last":  # the weights of the last step are taken after the loop
                     best_score = current if self.score_last else None  # earlier weights' score is not theirs
                 elif best_score is None or current.value > best_score.value:
@@ -290,9 +298,14 @@ class Trainer:
 
     def _validation_due(self, elapsed: float) -> bool:
         """Whether a ``val_every`` step validates. With ``keep="last"`` its score only draws the progress (the
-        run's result is the last weights): then it waits while validation has had more than
-        :data:`VALIDATION_SHARE` of the time, so that large held-out images do not take the steps' time."""
-        return self.config.keep != "last" or self.timing["validation"] <= VALIDATION_SHARE * elapsed
+        run's result is the last weights): then it waits until, with this score (expected to take as long as the
+        last one, or ``score_seconds`` before the first), validation would have had no more than
+        :data:`VALIDATION_SHARE` of the time, so that large held-out images do not take the steps' time. A short
+        run on large images may draw none."""
+        if self.config.keep != "last":
+            return True
+        expected = self._score_seconds
+        return self.timing["validation"] + expected <= VALIDATION_SHARE * (elapsed + expected)
 
     def _finished(self, step: int, elapsed: float) -> bool:
         cfg = self.config
