@@ -54,6 +54,7 @@ from napari_unet.core.progress import run  # noqa: E402
 from napari_unet.core.predict.sizing import median_diameter
 from napari_unet.core.training import FineTune, TrainConfig, make_samples  # noqa: E402
 from napari_unet.core.training.files import scale_to  # noqa: E402
+from napari_unet.core.training.trainer import warm_up  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 KROMP = DATA / "kromp2020_train"
@@ -173,6 +174,7 @@ def main() -> None:
         print(table(json.loads(args.results.read_text()), preparations()))
         return
     torch.set_num_threads(args.threads)
+    warm_up()  # as the widget and `napari-unet train` do before the first fine-tune: its imports are not its time
     overrides = json.loads(args.set)
     prep = preparations()
     dsb_ids = held_out_fluorescence()

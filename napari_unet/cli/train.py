@@ -18,6 +18,7 @@ from ..core.progress import run
 from ..core.batch.cluster import parse_scheduler
 from ..core.training import FineTune, Stage, TrainConfig
 from ..core.training.remote import RemoteFineTune
+from ..core.training.trainer import warm_up
 from ..core.training.files import check_objects, load_samples, median_object_size, pair_files, scale_to
 from .options import add_image_set_options, positive_float, positive_int, settings_error
 
@@ -106,6 +107,9 @@ def main(args: argparse.Namespace) -> int:
         samples = scale_to(samples, parent.config.object_size)
     scratch = args.start == "scratch"
     if args.scheduler is None:
+        # What a first run imports (torch's optimizer machinery, about a second) is imported before the time asked
+        # for starts, as the widget does while its user corrects labels.
+        warm_up()
         finetune = FineTune(parent, samples, config, device=args.device, from_scratch=scratch)
     else:
         finetune = RemoteFineTune(args.scheduler, parent, samples, config, device=args.device, from_scratch=scratch)
