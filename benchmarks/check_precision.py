@@ -1,6 +1,6 @@
 """Could the fine-tune's checks predict in bfloat16? The same paired comparisons in float32 and in bfloat16.
 
-    python benchmarks/check_precision.py                  # the shipped two-minute runs of finetune_transfer.py
+    python benchmarks/check_precision.py --tag "shipped before 666b3f4"   # the 24 two-minute runs it judged
     python benchmarks/check_precision.py --table
 
 The checks of ``FineTune`` (``core/training/check.py``) predict the held-out images and the replay

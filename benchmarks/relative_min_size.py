@@ -4,9 +4,10 @@ under 10 px, for the default model and the saved models of the transfer benchmar
 Asks whether the fine-tunes' losses on other preparations are fragments a relative minimum size would remove.
 Prints the default's pooled AP@0.5 per preparation and on held-out DSB fluorescence at each share, then, per run,
 the change on the run's own preparation, the worst other preparation and DSB. Needs the models that
-``finetune_transfer.py`` saved (``benchmarks/results/models``); ``--runs N`` scores the first N.
+``finetune_transfer.py`` saved (``benchmarks/results/models``); ``--runs N`` scores the first N of the two-minute
+runs tagged ``--tag``.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/relative_min_size.py --runs 12
+    PYTHONPATH=. .venv/bin/python benchmarks/relative_min_size.py --runs 12 --tag "shipped before 666b3f4"
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from napari_unet.core.labels.postprocess import instance_labels  # noqa: E402
 from napari_unet.core.predict.inference import Segmenter, predict  # noqa: E402
 
 SHARES = (0.0, 0.05, 0.1, 0.15, 0.2)  # 0: the 10 px of today
-PREFIXES = ["blend_0.7,_160_crops", "shipped"]  # the names the shipped two-minute runs saved their models under
+PREFIXES = ["blend_0.7,_160_crops", "shipped"]  # the names the runs saved their models under (their tag then)
 
 
 def counts(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
@@ -59,7 +60,8 @@ def ap(scores: dict, names: list[str], k: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=int, default=24, help="how many of the shipped two-minute runs to score")
+    p.add_argument("--runs", type=int, default=24, help="how many of the two-minute runs to score")
+    p.add_argument("--tag", default="shipped", help="the runs of finetune_transfer.py whose models are scored")
     args = p.parse_args()
     torch.set_num_threads(2)
     prep = ft.preparations()
@@ -73,7 +75,7 @@ def main() -> None:
     for q in groups:
         print(f"| {q} | " + " | ".join(f"{ap(parent['kromp'], members[q], k):.3f}" for k in range(len(SHARES))) + " |")
     print("| DSB fluo. | " + " | ".join(f"{ap(parent['dsb'], dsb_ids, k):.3f}" for k in range(len(SHARES))) + " |")
-    runs = [r for r in json.loads(ft.RESULTS.read_text())["runs"] if r["tag"] == "shipped" and r["minutes"] == 2]
+    runs = [r for r in json.loads(ft.RESULTS.read_text())["runs"] if r["tag"] == args.tag and r["minutes"] == 2]
     print("\nPer run: own preparation, worst other preparation, DSB (changes against the default at the same share)\n")
     print("| run | " + " | ".join(f"{s:g}" for s in SHARES) + " |")
     print("|---|" + "---|" * len(SHARES))
