@@ -32,7 +32,9 @@ from napari_unet.core.labels.postprocess import instance_labels  # noqa: E402
 from napari_unet.core.predict.inference import Segmenter, predict  # noqa: E402
 
 SHARES = (0.0, 0.05, 0.1, 0.15, 0.2)  # 0: the 10 px of today
-PREFIXES = ["blend_0.7,_160_crops", "shipped"]  # the names the runs saved their models under (their tag then)
+# the names the runs' models are saved under: their tag then ("shipped before 666b3f4": copies of the files that
+# seeds 6 and 7 saved as "shipped", before they were run again)
+PREFIXES = ["blend_0.7,_160_crops", "shipped before 666b3f4", "shipped"]
 
 
 def counts(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
