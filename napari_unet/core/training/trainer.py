@@ -253,10 +253,10 @@ class Trainer:
             current = None
             last = self.score_last and self._finished(step, elapsed)
             if self.val_samples and (last or (step % cfg.val_every == 0 and self._validation_due(elapsed))):
+                before = self.timing["validation"]
                 with self._timed("validation"):
-                    scored = time.perf_counter()
                     current = self._score(kept)
-                    self._score_seconds = time.perf_counter() - scored
+                self._score_seconds = self.timing["validation"] - before
                 if cfg.keep == "last":  # the weights of the last step are taken after the loop
                     best_score = current if self.score_last else None  # earlier weights' score is not theirs
                 elif best_score is None or current.value > best_score.value:
