@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _record  # noqa: E402
-from finetune_transfer import RESULTS, corrections, preparations, saved_model  # noqa: E402
+from finetune_transfer import RESULTS, SHIPPED_FILES, corrections, preparations, saved_model  # noqa: E402
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.devices import mixed_precision  # noqa: E402
 from napari_unet.core.predict import inference  # noqa: E402
@@ -50,7 +50,7 @@ PRECISIONS = {"float32": False, "bfloat16": True}  # NetworkPredictor's amp on t
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tag", default="shipped", help="the runs of finetune_transfer.py to judge again")
-    p.add_argument("--files", nargs="+", default=["blend_0.7,_160_crops", "shipped before 666b3f4", "shipped"],
+    p.add_argument("--files", nargs="+", default=SHIPPED_FILES,
                    help="the names their saved models may start with (the tag when they were saved)")
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=2)

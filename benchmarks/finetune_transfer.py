@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from napari_unet import load_model, segment  # noqa: E402
 from napari_unet.core.evaluation.metrics import match_instances
 from napari_unet.core.progress import run  # noqa: E402
+from napari_unet.core.predict.inference import Segmenter, predict  # noqa: E402
 from napari_unet.core.predict.sizing import median_diameter
 from napari_unet.core.training import FineTune, TrainConfig, make_samples  # noqa: E402
 from napari_unet.core.training.files import scale_to  # noqa: E402
@@ -61,6 +62,10 @@ KROMP = DATA / "kromp2020_train"
 DSB = DATA / "dsb2018"
 RESULTS = ROOT / "benchmarks" / "results" / "finetune_transfer.json"
 MODELS = ROOT / "benchmarks" / "results" / "models"
+# The names the shipped recipe's runs saved their models under (their tag then): "blend 0.7, 160 crops" before it
+# was the default, "shipped before 666b3f4" copies of the files seeds 6 and 7 saved as "shipped" before they were
+# run again, and "shipped".
+SHIPPED_FILES = ["blend_0.7,_160_crops", "shipped before 666b3f4", "shipped"]
 PREPARATIONS = ("tissue section", "BM cytospin", "cellline grown")
 
 
@@ -106,6 +111,13 @@ def scores(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
         "kromp": counts_per_image(model, sorted(prep), kromp),
         "dsb_fluorescence": counts_per_image(model, dsb_ids, dsb, true_size=True),
     }
+
+
+def probabilities(model, image: np.ndarray, object_size) -> tuple[np.ndarray, float | None]:
+    """``model``'s class probabilities of ``image`` at ``object_size`` (px, or ``"auto"``: its estimate), and the
+    object size used (what the post-processing needs)."""
+    segmenter = Segmenter(model, device="cpu", object_size=object_size)
+    return predict(image, segmenter), segmenter.image_object_size
 
 
 def saved_model(run: dict, prefixes: list[str]):

@@ -29,12 +29,8 @@ import finetune_transfer as ft  # noqa: E402
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.evaluation.metrics import match_instances  # noqa: E402
 from napari_unet.core.labels.postprocess import instance_labels  # noqa: E402
-from napari_unet.core.predict.inference import Segmenter, predict  # noqa: E402
 
 SHARES = (0.0, 0.05, 0.1, 0.15, 0.2)  # 0: the 10 px of today
-# the names the runs' models are saved under: their tag then ("shipped before 666b3f4": copies of the files that
-# seeds 6 and 7 saved as "shipped", before they were run again)
-PREFIXES = ["blend_0.7,_160_crops", "shipped before 666b3f4", "shipped"]
 
 
 def counts(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
@@ -43,9 +39,7 @@ def counts(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
     for kind, names, read, true in (("kromp", sorted(prep), ft.kromp, False), ("dsb", dsb_ids, ft.dsb, True)):
         for name in names:
             image, truth = read(name)
-            segmenter = Segmenter(model, device="cpu", object_size=ft.median_diameter(truth) if true else "auto")
-            prob = predict(image, segmenter)
-            size = segmenter.image_object_size
+            prob, size = ft.probabilities(model, image, ft.median_diameter(truth) if true else "auto")
             out[kind][name] = []
             for share in SHARES:
                 min_size = max(10, int(share * math.pi / 4 * size * size))
@@ -83,7 +77,7 @@ def main() -> None:
     print("|---|" + "---|" * len(SHARES))
     below = np.zeros(len(SHARES), int)
     for r in runs[: args.runs]:
-        child = counts(ft.saved_model(r, PREFIXES), prep, dsb_ids)
+        child = counts(ft.saved_model(r, ft.SHIPPED_FILES), prep, dsb_ids)
         own = [n for n in members[r["preparation"]] if n not in r["corrected"]]
         cells = []
         for k in range(len(SHARES)):

@@ -22,20 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from finetune_transfer import kromp, preparations  # noqa: E402
+from finetune_transfer import kromp, preparations, probabilities  # noqa: E402
 from napari_unet import load_model  # noqa: E402
 from napari_unet.core.evaluation.metrics import match_instances  # noqa: E402
 from napari_unet.core.labels.postprocess import instance_labels  # noqa: E402
-from napari_unet.core.predict.inference import Segmenter, predict  # noqa: E402
 
 FACTORS = (0.95, 0.96, 0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03, 1.04, 1.05)
 
 
 def counts(model, image, truth, object_size) -> tuple[np.ndarray, float]:
     """``[tp, fp, fn]`` at IoU 0.5 and the object size used (``"auto"``: the model's estimate)."""
-    segmenter = Segmenter(model, device="cpu", object_size=object_size)
-    prob = predict(image, segmenter)
-    size = segmenter.image_object_size
+    prob, size = probabilities(model, image, object_size)
     labels = instance_labels(prob, thresholds=model.config.thresholds, object_size=size)
     c = match_instances(labels, truth)
     return np.array([c.tp[0], c.fp[0], c.fn[0]]), size
