@@ -85,16 +85,13 @@ def held_out_fluorescence() -> list[str]:
     return [i for i in split["test"] if modality[i] == "fluo_gray"]
 
 
-def counts_per_image(
-    model, names: list[str], read, *, true_size: bool = False, average_zooms: bool = True
-) -> dict[str, list[int]]:
+def counts_per_image(model, names: list[str], read, *, true_size: bool = False) -> dict[str, list[int]]:
     """``[tp, fp, fn]`` at IoU 0.5 and 0.75 for each image."""
     out = {}
     for name in names:
         image, truth = read(name)
         size = median_diameter(truth) if true_size else "auto"
-        labels = segment(image, model, device="cpu", object_size=size, average_zooms=average_zooms)
-        c = match_instances(labels, truth)
+        c = match_instances(segment(image, model, device="cpu", object_size=size), truth)
         out[name] = [int(c.tp[0]), int(c.fp[0]), int(c.fn[0]), int(c.tp[5]), int(c.fp[5]), int(c.fn[5])]
     return out
 
@@ -109,19 +106,17 @@ def dsb(name: str) -> tuple[np.ndarray, np.ndarray]:
     return tifffile.imread(DSB / "images" / f"{name}.tif"), tifffile.imread(DSB / "labels" / f"{name}.tif")
 
 
-def scores(model, prep: dict[str, str], dsb_ids: list[str], *, average_zooms: bool = True) -> dict:
+def scores(model, prep: dict[str, str], dsb_ids: list[str]) -> dict:
     return {
-        "kromp": counts_per_image(model, sorted(prep), kromp, average_zooms=average_zooms),
-        "dsb_fluorescence": counts_per_image(model, dsb_ids, dsb, true_size=True, average_zooms=average_zooms),
+        "kromp": counts_per_image(model, sorted(prep), kromp),
+        "dsb_fluorescence": counts_per_image(model, dsb_ids, dsb, true_size=True),
     }
 
 
-def probabilities(
-    model, image: np.ndarray, object_size, *, average_zooms: bool = True
-) -> tuple[np.ndarray, float | None]:
+def probabilities(model, image: np.ndarray, object_size) -> tuple[np.ndarray, float | None]:
     """``model``'s class probabilities of ``image`` at ``object_size`` (px, or ``"auto"``: its estimate), and the
-    object size used (what the post-processing needs); ``average_zooms`` as :class:`Segmenter` takes it."""
-    segmenter = Segmenter(model, device="cpu", object_size=object_size, average_zooms=average_zooms)
+    object size used (what the post-processing needs)."""
+    segmenter = Segmenter(model, device="cpu", object_size=object_size)
     return predict(image, segmenter), segmenter.image_object_size
 
 

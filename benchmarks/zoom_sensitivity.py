@@ -30,9 +30,9 @@ from napari_unet.core.labels.postprocess import instance_labels  # noqa: E402
 FACTORS = (0.95, 0.96, 0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03, 1.04, 1.05)
 
 
-def counts(model, image, truth, object_size, average_zooms: bool = True) -> tuple[np.ndarray, float]:
+def counts(model, image, truth, object_size) -> tuple[np.ndarray, float]:
     """``[tp, fp, fn]`` at IoU 0.5 and the object size used (``"auto"``: the model's estimate)."""
-    prob, size = probabilities(model, image, object_size, average_zooms=average_zooms)
+    prob, size = probabilities(model, image, object_size)
     labels = instance_labels(prob, thresholds=model.config.thresholds, object_size=size)
     c = match_instances(labels, truth)
     return np.array([c.tp[0], c.fp[0], c.fn[0]]), size
@@ -42,15 +42,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preparation", default="Tumor touch imprint")
     p.add_argument("--factors", type=float, nargs="+", default=list(FACTORS), help="object sizes, times the estimate")
-    p.add_argument("--one-zoom", action="store_true", help="one zoom per plane, as before zoom averaging")
     args = p.parse_args()
     torch.set_num_threads(2)
     model = load_model("default")
     names = sorted(n for n, q in preparations().items() if q == args.preparation)
     total = {f: np.zeros(3, int) for f in args.factors}
-    how = "one zoom per plane" if args.one_zoom else "zooms averaged where cheap (sizing.zooms)"
-    print(f"{args.preparation}: {len(names)} images; the default model, object size = factor x its own estimate, "
-          f"{how}\n")
+    print(f"{args.preparation}: {len(names)} images; the default model, object size = factor x its own estimate\n")
     print("| image | estimate (px) | " + " | ".join(f"x{f:g}" for f in args.factors) + " |")
     print("|---|---|" + "---|" * len(args.factors))
     for name in names:
@@ -58,7 +55,7 @@ def main() -> None:
         _, estimate = counts(model, image, truth, "auto")
         row = []
         for f in args.factors:
-            c, _ = counts(model, image, truth, estimate * f, average_zooms=not args.one_zoom)
+            c, _ = counts(model, image, truth, estimate * f)
             total[f] += c
             row.append(f"{c[0] / max(c.sum(), 1):.3f}")
         print(f"| {name} | {estimate:.1f} | " + " | ".join(row) + " |", flush=True)

@@ -27,7 +27,7 @@ from .normalize import normalize
 from ..labels.postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
 from ..progress import Notice, Progress, run
-from .sizing import check_object_size, iter_estimate_scale, rescale, resize_to, zooms
+from .sizing import check_object_size, iter_estimate_scale, rescale, resize_to
 from ..labels.stack_ids import StackIds
 from ..labels.uncertainty import ObjectScores, object_uncertainty, pixel_uncertainty
 from .tiling import count_tiles, predict_tiles
@@ -70,10 +70,6 @@ class Segmenter:
         records the size it was trained at, each plane is rescaled to it and
         the result resized back. ``"auto"`` estimates it from the first plane
         (see :mod:`~napari_unet.core.predict.sizing`); None never rescales.
-    average_zooms : bool
-        Where a plane is zoomed far down, average the probabilities of a few
-        zooms around the one asked for, at no more cost than one pass at the
-        plane's own size (:func:`~napari_unet.core.predict.sizing.zooms`).
 
     When the device runs out of memory, the plane is predicted again with half
     the tile, then (from an accelerator) on the CPU; each step is yielded as a
@@ -89,10 +85,8 @@ class Segmenter:
         overlap: float | None = None,
         batch_size: int = 4,
         object_size: float | Literal["auto"] | None = "auto",
-        average_zooms: bool = True,
     ):
         self.model = model
-        self.average_zooms = average_zooms
         self.requested_device = str(device)  # what other machines should resolve for themselves
         self.predictor = NetworkPredictor(model.network, device)
         network = model.network
@@ -106,7 +100,6 @@ class Segmenter:
         self.multiple = network.size_multiple
         self.min_tile = network.valid_input_size(2 * self.margin + self.multiple)
         self._fallbacks: list[tuple[int, torch.device]] | None = None
-        self._tile_in_use = self.tile
         trained = model.config.object_size if model.config.task == "instances" else None
         if object_size not in (None, "auto") and not (
             isinstance(object_size, (int, float)) and math.isfinite(object_size) and object_size > 0
@@ -185,15 +178,13 @@ class Segmenter:
         return best
 
     def tiles(self, shape: tuple[int, int]) -> int:
-        """Tiles needed for one plane of ``(Y, X)`` ``shape`` (after rescaling), over all its zooms."""
-        return sum(count_tiles(scaled, **self._tiling(scaled)) for scaled in self._scaled(shape))
+        """Tiles needed for one plane of ``(Y, X)`` ``shape`` (after rescaling)."""
+        scaled = self._scaled(shape)
+        return count_tiles(scaled, **self._tiling(scaled))
 
-    def _zooms(self) -> tuple[float, ...]:
-        return zooms(self.scale or 1.0, average=self.average_zooms)
-
-    def _scaled(self, shape: tuple[int, int]) -> list[tuple[int, int]]:
-        """The shapes of a ``(Y, X)`` plane at each of its zooms (as :func:`~.sizing.rescale` makes them)."""
-        return [(max(1, round(shape[0] * z)), max(1, round(shape[1] * z))) for z in self._zooms()]
+    def _scaled(self, shape: tuple[int, int]) -> tuple[int, int]:
+        s = self.scale or 1.0
+        return (max(1, round(shape[0] * s)), max(1, round(shape[1] * s)))
 
     def _tiling(self, shape: tuple[int, int]) -> dict:
         return dict(tile=self._tile_for(shape), overlap=self.overlap, margin=self.margin, multiple=self.multiple)
@@ -204,42 +195,19 @@ class Segmenter:
 
     def iter_normalized(self, x: np.ndarray) -> Generator[Progress | Notice, None, np.ndarray]:
         """Class probabilities ``(K, Y, X)`` of an already normalised ``(C, Y, X)`` plane; a generator."""
-        yield from self._iter_scale(x)
+        scale = yield from self._iter_scale(x)
+        scaled = rescale(x, scale)
         while True:
+            tiling = self._tiling(scaled.shape[1:])
             try:
-                return (yield from self._iter_zooms(x))
+                prob = yield from predict_tiles(scaled, self.predictor, batch_size=self.batch_size, **tiling)
+                return resize_to(prob, x.shape[1:])
             except Exception as error:  # noqa: BLE001 - anything but running out of memory is re-raised
                 if not is_out_of_memory(error):
                     raise
                 found = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             # Outside the except block the traceback, and the tensors its frames hold, are gone.
-            yield Notice(self._fall_back(self._tile_in_use, found))
-
-    def _iter_zooms(self, x: np.ndarray) -> Generator[Progress, None, np.ndarray]:
-        """The probabilities of ``x`` averaged over its zooms (one, mostly), at ``x``'s own size; progress in
-        tiles over all of them."""
-        total, done, summed = self.tiles(x.shape[1:]), 0, None
-        for zoom in self._zooms():
-            scaled = rescale(x, zoom)
-            tiling = self._tiling(scaled.shape[1:])
-            self._tile_in_use = tiling["tile"]  # the one to fall back from
-            gen = predict_tiles(scaled, self.predictor, batch_size=self.batch_size, **tiling)
-            while True:
-                try:
-                    update = next(gen)
-                except StopIteration as finished:
-                    prob = resize_to(finished.value, x.shape[1:])
-                    break
-                yield Progress(done + update.done, total, update.stage)
-            done += count_tiles(scaled.shape[1:], **tiling)
-            if summed is None:
-                summed = prob
-            else:
-                summed += prob
-        assert summed is not None
-        if len(self._zooms()) > 1:
-            summed /= len(self._zooms())
-        return summed
+            yield Notice(self._fall_back(tiling["tile"], found))
 
     def _fall_back(self, tile: int, found: str) -> str:
         """Switch to the next smaller setting after running out of memory; the message says which."""
@@ -491,7 +459,7 @@ def predict(image, model: Model | Segmenter | str | os.PathLike, **kwargs) -> np
         Axis letters (``TZCYXS`` subset); guessed when not given.
     channels : sequence of int, optional
         Image channels to feed the model, in order.
-    device, tile, overlap, batch_size, average_zooms
+    device, tile, overlap, batch_size
         As for :class:`Segmenter` (``device="auto"``: CUDA, then MPS, then CPU).
     object_size : float, "auto" or None
         Object diameter in the image (pixels), for models that rescale to the

@@ -49,7 +49,6 @@ ESTIMATING = Progress(0, 1, "estimating the object size")  # yielded while the e
 LabelCrop = Callable[[np.ndarray], Generator[Any, None, np.ndarray]]
 BELOW = (8.0, 0.125)  # the search from far below starts at the settled zoom / BELOW[0], at most at BELOW[1]
 MIN_OBJECTS = 3  # a smaller zoom settled on fewer objects than this is one clump of many (see estimate_scale)
-SPREAD = (0.9, 1.0, 1.1)  # the zooms, relative to the estimate, whose probabilities are averaged (see zooms)
 
 
 def check_object_size(size: float, trained: float) -> None:
@@ -64,23 +63,6 @@ def check_object_size(size: float, trained: float) -> None:
             f"object size {size:g} px is out of range: the model was trained at {trained:g} px and zooms images "
             f"by {LIMITS[0]:g} to {LIMITS[1]:g}, so give a diameter from {lo:g} to {hi:g} px, or 'auto'"
         )
-
-
-def zooms(scale: float, *, average: bool = True) -> tuple[float, ...]:
-    """The zooms at which a plane to be zoomed by ``scale`` is predicted; their probabilities are averaged.
-
-    An object size is known to a few percent at best (the estimate settles within :data:`TOLERANCE`), and
-    where objects are zoomed far down, a few percent can decide whether a nucleus comes out whole or in two:
-    on two images of 56 nuclei of about 120 px, the default model's AP@0.5 went from 0.746 to 0.701 when the
-    zoom moved by 5% (``benchmarks/zoom_sensitivity.py``). A trial: the probabilities averaged over
-    :data:`SPREAD` of the zoom, where those zooms together predict no more pixels than one pass at the
-    image's own size (``scale`` up to about 0.58, objects above about 1.7 times the trained size);
-    elsewhere, and with ``average=False``, one zoom.
-    """
-    spread = tuple(scale * s for s in SPREAD)
-    if average and sum(z * z for z in spread) <= 1.0:
-        return spread
-    return (scale,)
 
 
 def rescale(x: np.ndarray, scale: float) -> np.ndarray:
