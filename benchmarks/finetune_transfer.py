@@ -247,8 +247,12 @@ def table(results: dict, prep: dict[str, str]) -> str:
     groups: dict[tuple, list] = {}
     for r in results["runs"]:
         groups.setdefault((r["tag"], r["minutes"]), []).append(r)
-    # today's recipe first, then in the order the settings were first run
-    for (tag, minutes), runs in sorted(groups.items(), key=lambda g: g[0][0] != "shipped"):
+    # today's recipe first, then its other runs ("shipped, ..."), then in the order the settings were first run
+    def order(group: tuple) -> tuple[bool, bool]:
+        tag = group[0][0]
+        return tag != "shipped", not tag.startswith("shipped")
+
+    for (tag, minutes), runs in sorted(groups.items(), key=order):
         s = [summary(r, results["parent"], prep) for r in runs]
         own = [x["own"][0] for x in s]
         agree = sum(r["adopted"] == (g > 0) for r, g in zip(runs, own))
