@@ -8,6 +8,8 @@ nucleus has the model's object size, as training saw it. Images are drawn per
 modality in proportion to the split (seed 0), one crop per image, centred on
 a random nucleus; ``--check`` of them (from other images) are kept apart to
 test forgetting. DSB 2018 is CC0, so the crops may ship with the package.
+Then ``python scripts/replay_check_counts.py`` stores the model's counts on the
+check crops beside the set.
 """
 
 from __future__ import annotations

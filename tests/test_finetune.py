@@ -1,16 +1,20 @@
 """Fine-tuning on corrections: replay, the held-out plan, the check and its verdict, where the time goes."""
 
+import copy
+
 import numpy as np
 import pytest
 import tifffile
 import torch
 
 from napari_unet import load_model
-from napari_unet.core.evaluation.metrics import match_instances
+from napari_unet.core.evaluation.metrics import InstanceCounts, match_instances
+from napari_unet.core.models.model import Model
 from napari_unet.core.progress import run
 from napari_unet.core.training import FineTune, Stage, TrainConfig, Trainer, make_samples
 from napari_unet.core.training.check import (
     FORGETTING_TOLERANCE,
+    GRID,
     HELD_OUT_IOUS,
     Comparison,
     adopt,
@@ -22,6 +26,7 @@ from napari_unet.core.training.files import scale_to
 from napari_unet.core.training.losses import distillation
 from napari_unet.core.training import finetune as finetune_module
 from napari_unet.core.training.finetune import average_models, plan_folds, toward
+from napari_unet.core.training import check_crops
 from napari_unet.core.training import replay as replay_module
 from napari_unet.core.training.replay import is_replay, load_replay
 
@@ -167,6 +172,81 @@ def test_distillation_keeps_a_fine_tune_on_wrong_corrections_nearer_its_parent_o
         result = run(Trainer(parent, wrong, [], config, device="cpu").run())
         kl[distill] = _mean_kl_on_check_crops(result.finetuned, parent, crops)
     assert kl[10.0] < 0.7 * kl[0.0], kl
+
+
+def test_the_default_model_ships_its_own_counts_on_its_replay_check_crops():
+    parent = load_model("default")
+    replay = load_replay(parent.config)
+    stored = check_crops.stored_counts(parent, replay)
+    assert stored is not None and len(stored) == len(replay.check) * GRID * GRID
+    made = check_crops.replay_counts(parent, replay, device="cpu")
+    # the same true objects, and the same score here (a CPU of another kind may round a border pixel otherwise)
+    assert sum(c.tp + c.fn for c in stored) == sum(c.tp + c.fn for c in made)
+    assert sum(stored).average_precision[0] == pytest.approx(sum(made).average_precision[0], abs=0.003)
+    # another model's weights, or other thresholds, have none stored
+    other = toward(parent, small_finetune_of(parent), 0.5)
+    assert check_crops.stored_counts(other, replay) is None
+    retuned = Model(parent.network, parent.config.model_copy(
+        update={"thresholds": parent.config.thresholds.model_copy(update={"interior": 0.8})}))
+    assert check_crops.stored_counts(retuned, replay) is None
+
+
+def _table(counts: list[InstanceCounts]) -> np.ndarray:
+    return np.array([[c.tp, c.fp, c.fn] for c in counts])
+
+
+def small_finetune_of(parent):
+    """The parent with every weight moved a little (a model of the same architecture, other weights)."""
+    changed = copy.deepcopy(parent.network)
+    with torch.no_grad():
+        for value in changed.parameters():
+            value.mul_(1.01)
+    return Model(changed, parent.config)
+
+
+def test_the_parent_predicts_a_few_check_crops_to_confirm_its_stored_counts_all_where_they_differ(monkeypatch):
+    parent = load_model("default")
+    replay = load_replay(parent.config)
+    predicted = []
+    real = check_crops.replay_counts
+
+    def counting(model, replay_set, *, device="cpu"):
+        predicted.append(len(replay_set.check))
+        return real(model, replay_set, device=device)
+
+    monkeypatch.setattr(check_crops, "replay_counts", counting)
+    counts, seconds = check_crops.parent_replay_counts(parent, replay, device="cpu")
+    assert predicted == [check_crops.SPOT] and seconds > 0
+    assert np.array_equal(_table(counts), _table(check_crops.stored_counts(parent, replay)))
+    # stored counts this machine does not confirm are not used: every crop is predicted
+    stored = check_crops.stored_counts(parent, replay)
+    first = stored[0]
+    wrong = [InstanceCounts(first.thresholds, first.tp + 1, first.fp, first.fn)] + stored[1:]
+    monkeypatch.setattr(check_crops, "stored_counts", lambda model, replay_set: wrong)
+    predicted.clear()
+    counts, _ = check_crops.parent_replay_counts(parent, replay, device="cpu")
+    # (those it predicted to confirm them count, the others are predicted now)
+    assert predicted == [check_crops.SPOT, len(replay.check) - check_crops.SPOT]
+    assert np.array_equal(_table(counts), _table(real(parent, replay)))
+    # a GPU's arithmetic is not the CPU's: there the stored counts are not even read
+    monkeypatch.setattr(check_crops, "stored_counts", lambda model, replay_set: pytest.fail("read on a GPU"))
+    monkeypatch.setattr(check_crops, "resolve_device", lambda device: torch.device("cuda"))
+    predicted.clear()
+    check_crops.parent_replay_counts(parent, replay, device="cpu")
+    assert predicted == [len(replay.check)]
+
+
+def test_stored_counts_are_written_atomically_and_read_back_alike(tmp_path, monkeypatch):
+    parent = load_model("default")
+    replay = load_replay(parent.config)
+    few = replay_module.ReplaySet(replay.name, [], replay.check[:2])
+    path = tmp_path / f"default_nuclei{check_crops.SUFFIX}"
+    monkeypatch.setattr(check_crops, "counts_path", lambda name: path)
+    assert check_crops.write_counts(parent, few) == path and list(tmp_path.iterdir()) == [path]
+    stored, made = check_crops.stored_counts(parent, few), check_crops.replay_counts(parent, few)
+    assert np.array_equal(_table(stored), _table(made))
+    path.write_text("{ not json")  # a damaged file: made anew, not trusted
+    assert check_crops.stored_counts(parent, few) is None
 
 
 # --- the held-out plan ----------------------------------------------------------------------------

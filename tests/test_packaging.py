@@ -115,6 +115,7 @@ def test_the_wheel_ships_the_manifest_and_napari_discovers_the_plugin_from_it(tm
     assert SAMPLE_FILES - names == set(), "sample data missing from the wheel"
     assert "napari_unet/models/default_nuclei.safetensors" in names, "the default model is not in the wheel"
     assert "napari_unet/models/default_nuclei.replay.npz" in names, "the default model's replay set is not in the wheel"
+    assert "napari_unet/models/default_nuclei.check_counts.json" in names, "the default's check counts are missing"
 
     python = fresh_venv(tmp_path / "venv")
     env = clean_env()

@@ -40,7 +40,9 @@ judged.
 
 The time asked for is the whole run's: the steps get what is left after
 scoring the parent at the start and reserving as long for the checks at the
-end (``TrainResult.timing`` says where it went).
+end (``TrainResult.timing`` says where it went). The parent's counts on the
+replay check crops ship with the default model (:mod:`.check_crops`): on the
+CPU the parent predicts only a few of them, to confirm them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ import torch
 from ..evaluation.metrics import InstanceCounts
 from ..models.model import Model
 from ..models.zoo import check_own
-from .check import FORGETTING_IOUS, HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
+from .check import HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
+from .check_crops import parent_replay_counts, replay_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
 from .replay import ReplaySet, load_replay
@@ -132,6 +135,7 @@ class FineTune:
         parent_val: list[list[InstanceCounts]] = []  # the parent's counts on each run's held-out images
         parent_seconds: list[float] = []  # and how long they took (about what a score of the run takes)
         replay_parent: list[InstanceCounts] = []  # and on the replay check crops
+        replay_seconds = 0.0  # what predicting those takes here
         if not self.from_scratch and any(val for _, val in self.folds):
             yield Stage("scoring the parent model on the held-out corrections", time.perf_counter() - start)
             with timed(timing, "parent"):
@@ -140,9 +144,10 @@ class FineTune:
                     parent_val.append(held_out_counts(parent, val, device=self.device) if val else [])
                     parent_seconds.append(time.perf_counter() - begun)
                 if replay is not None and replay.check:
-                    replay_parent = replay_counts(parent, replay, device=self.device)
+                    replay_parent, replay_seconds = parent_replay_counts(parent, replay, device=self.device)
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
-        deadline = start + cfg.minutes * 60 - 1.2 * timing["parent"] if cfg.minutes is not None else None
+        checks = sum(parent_seconds) + replay_seconds
+        deadline = start + cfg.minutes * 60 - 1.2 * checks if cfg.minutes is not None else None
 
         results: list[TrainResult] = []
         history: list[TrainUpdate] = []
@@ -295,13 +300,6 @@ def held_out_counts(model: Model, val: list[Sample], *, device: str = "cpu") -> 
     too, for better (nuclei it now finds whole) or worse."""
     predictions = predict_samples(model.network, val, model.config, device=device, estimate_size=True)
     return prediction_counts(predictions, model.config, thresholds=HELD_OUT_IOUS)
-
-
-def replay_counts(model: Model, replay: ReplaySet, *, device: str = "cpu") -> list[InstanceCounts]:
-    """``model``'s counts on the replay set's check crops at the forgetting check's IoUs (what the forgetting
-    check compares)."""
-    predictions = predict_samples(model.network, replay.check, model.config, device=device)
-    return prediction_counts(predictions, model.config, thresholds=FORGETTING_IOUS)
 
 
 def plan_folds(
