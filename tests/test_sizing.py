@@ -263,3 +263,30 @@ def test_probabilities_resized_back_match_scikit_image():
 def test_linear_resize_refuses_a_mode_it_does_not_know():
     with pytest.raises(ValueError, match="mode must be 'edge' or 'reflect', got 'wrap'"):
         linear_resize(np.zeros((1, 4, 4), np.float32), (8, 8), mode="wrap")
+
+
+def _overshooting_model(x: np.ndarray) -> np.ndarray:
+    """Labels as a model trained at 20 px gives them when its outlines exaggerate how far an object is from that
+    size: one of ``d`` px is drawn ``20 (d / 20)^2`` px across (15 px as 11, 27 px as 36), and one over 2.5 times
+    the trained size comes out in pieces. Each step of a plain search lands as far past the right zoom as it
+    started before it."""
+    labels, _ = ndi.label(x[0] > 0.5)
+    d = object_diameters(labels)
+    big = np.isin(labels, np.flatnonzero(d > 2.5 * TRAINED) + 1)
+    out, _ = ndi.label(big & ~_grid(labels.shape))
+    whole = np.flatnonzero(d <= 2.5 * TRAINED) + 1
+    yy, xx = np.mgrid[: labels.shape[0], : labels.shape[1]]
+    for i, (cy, cx) in zip(whole, ndi.center_of_mass(labels > 0, labels, whole)):
+        drawn = TRAINED * (d[i - 1] / TRAINED) ** 2
+        out[(yy - cy) ** 2 + (xx - cx) ** 2 < (drawn / 2) ** 2] = out.max() + 1
+    return out
+
+
+def test_a_search_that_overshoots_each_step_still_settles_between_the_zooms_it_swings_between():
+    # 120 px nuclei come out in pieces of the trained size at the native zoom. From far below (1/8) they are
+    # 15 px, drawn 11: the plain step zooms to 0.22, where they are 27 px, drawn 36, and back to 1/8, for
+    # ever; the pieces' zoom was kept. Between the two the right zoom, 1/6, is found.
+    x = _discs(120, side=1400)
+    assert np.median(object_diameters(_overshooting_model(x))) == pytest.approx(TRAINED, rel=0.2)
+    scale = estimate_scale(x, _overshooting_model, TRAINED)
+    assert scale == pytest.approx(TRAINED / 120, rel=0.1), scale
