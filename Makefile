@@ -59,7 +59,7 @@ bench: env
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[testing,bench]"
 	$(PY) benchmarks/tiled_prediction.py
 
-# Rebuild the shipped default model from ../shared/data/dsb2018 (about 130 minutes on 2 CPU cores; see docs/model_card.md),
+# Rebuild the shipped default model from ../shared/data/dsb2018 (about 130 minutes on 2 CPU cores; docs/model_card.md),
 # then its counts on the replay check crops, which a fine-tune reads rather than predicts.
 default-model: env
 	$(PY) scripts/train_default_model.py --steps 15000 --ema 0.999
