@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import tifffile
@@ -11,6 +13,7 @@ import napari_unet
 from napari_unet.cli import main
 from napari_unet.core.io.labels_store import PartialStore, partial_path
 from napari_unet.core.models.model import Model
+from napari_unet.plugin import batch_widget
 from napari_unet.plugin.batch_widget import BatchWidget
 
 pytestmark = pytest.mark.gui
@@ -96,12 +99,26 @@ def test_the_object_size_field_reaches_the_model_as_the_cli_option_does(widget, 
     assert not np.array_equal(tifffile.imread(cli), tifffile.imread(tmp_path / "native.tif"))
 
 
-def test_stop_ends_the_run_and_a_rerun_resumes_the_zarr_store(widget, qtbot, tmp_path, rng, model_file):
+def test_stop_ends_the_run_and_a_rerun_resumes_the_zarr_store(widget, qtbot, tmp_path, rng, model_file, monkeypatch):
     out = tmp_path / "long.zarr"
     _stack_file(widget, tmp_path / "long.tif", rng.integers(0, 4000, (30, 64, 64), dtype=np.uint16), out, model_file)
+    # Planes of 64 x 64 px take milliseconds: the run could end before a Stop pressed on a progress update reaches
+    # it. So the run is held once a tenth of it is done, until Stop is pressed.
+    reached = threading.Event()
+    segment_files = batch_widget.iter_segment_files
+
+    def held(*args, **kwargs):
+        for update in segment_files(*args, **kwargs):
+            yield update
+            if getattr(update, "fraction", 0.0) >= 0.1 and not reached.is_set():
+                reached.set()
+                assert widget._stop.wait(60), "Stop was not pressed"
+
+    monkeypatch.setattr(batch_widget, "iter_segment_files", held)
     worker = widget.run()
+    qtbot.waitUntil(reached.is_set, timeout=120_000)
     with qtbot.waitSignal(worker.finished, timeout=120_000):
-        worker.yielded.connect(lambda update: getattr(update, "fraction", 1.0) >= 0.1 and widget.stop())
+        widget.stop()
     assert widget.status.text().startswith("stopped")
     assert not out.exists()
     pending = PartialStore(partial_path(out)).pending()
