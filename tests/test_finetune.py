@@ -19,6 +19,7 @@ from napari_unet.core.training.check import (
     Comparison,
     adopt,
     compare,
+    count_table,
     region_counts,
     verdict,
 )
@@ -191,10 +192,6 @@ def test_the_default_model_ships_its_own_counts_on_its_replay_check_crops():
     assert check_crops.stored_counts(retuned, replay) is None
 
 
-def _table(counts: list[InstanceCounts]) -> np.ndarray:
-    return np.array([[c.tp, c.fp, c.fn] for c in counts])
-
-
 def small_finetune_of(parent):
     """The parent with every weight moved a little (a model of the same architecture, other weights)."""
     changed = copy.deepcopy(parent.network)
@@ -217,7 +214,7 @@ def test_the_parent_predicts_a_few_check_crops_to_confirm_its_stored_counts_all_
     monkeypatch.setattr(check_crops, "replay_counts", counting)
     counts, seconds = check_crops.parent_replay_counts(parent, replay, device="cpu")
     assert predicted == [check_crops.SPOT] and seconds > 0
-    assert np.array_equal(_table(counts), _table(check_crops.stored_counts(parent, replay)))
+    assert np.array_equal(count_table(counts), count_table(check_crops.stored_counts(parent, replay)))
     # stored counts this machine does not confirm are not used: every crop is predicted
     stored = check_crops.stored_counts(parent, replay)
     first = stored[0]
@@ -227,7 +224,7 @@ def test_the_parent_predicts_a_few_check_crops_to_confirm_its_stored_counts_all_
     counts, _ = check_crops.parent_replay_counts(parent, replay, device="cpu")
     # (those it predicted to confirm them count, the others are predicted now)
     assert predicted == [check_crops.SPOT, len(replay.check) - check_crops.SPOT]
-    assert np.array_equal(_table(counts), _table(real(parent, replay)))
+    assert np.array_equal(count_table(counts), count_table(real(parent, replay)))
     # a GPU's arithmetic is not the CPU's: there the stored counts are not even read
     monkeypatch.setattr(check_crops, "stored_counts", lambda model, replay_set: pytest.fail("read on a GPU"))
     monkeypatch.setattr(check_crops, "resolve_device", lambda device: torch.device("cuda"))
@@ -244,7 +241,7 @@ def test_stored_counts_are_written_atomically_and_read_back_alike(tmp_path, monk
     monkeypatch.setattr(check_crops, "counts_path", lambda name: path)
     assert check_crops.write_counts(parent, few) == path and list(tmp_path.iterdir()) == [path]
     stored, made = check_crops.stored_counts(parent, few), check_crops.replay_counts(parent, few)
-    assert np.array_equal(_table(stored), _table(made))
+    assert np.array_equal(count_table(stored), count_table(made))
     path.write_text("{ not json")  # a damaged file: made anew, not trusted
     assert check_crops.stored_counts(parent, few) is None
 

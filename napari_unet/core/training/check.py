@@ -171,8 +171,7 @@ def compare(
     thresholds = parent[0].thresholds
     if any(not np.array_equal(c.thresholds, thresholds) for c in [*parent, *finetuned]):
         raise ValueError("expected the counts of both models at the same IoU thresholds")
-    p = np.stack([np.stack([c.tp, c.fp, c.fn], axis=-1) for c in parent]).astype(np.float64)  # (cells, T, 3)
-    f = np.stack([np.stack([c.tp, c.fp, c.fn], axis=-1) for c in finetuned]).astype(np.float64)
+    p, f = count_table(parent).astype(np.float64), count_table(finetuned).astype(np.float64)
     draws = np.random.default_rng(seed).integers(len(p), size=(RESAMPLES, len(p)))
     gains = _ap(f[draws].sum(axis=1)).mean(axis=-1) - _ap(p[draws].sum(axis=1)).mean(axis=-1)
     tail = (1 - LEVEL) / 2
@@ -182,6 +181,11 @@ def compare(
     by_iou = tuple((float(t), float(a), float(b)) for t, a, b in zip(thresholds, before, after))
     return Comparison(what, float(before.mean()), float(after.mean()), float(low), float(high), objects,
                       metric=_metric(thresholds), by_iou=by_iou)
+
+
+def count_table(counts: list[InstanceCounts]) -> np.ndarray:
+    """The counts of each region as one array of shape (regions, IoU thresholds, 3): TP, FP, FN."""
+    return np.stack([np.stack([c.tp, c.fp, c.fn], axis=-1) for c in counts])
 
 
 def _metric(thresholds: np.ndarray) -> str:

@@ -23,7 +23,8 @@ import numpy as np
 from ..devices import resolve_device
 from ..evaluation.metrics import InstanceCounts
 from ..models.model import Model
-from .check import FORGETTING_IOUS, GRID, prediction_counts
+from .check import FORGETTING_IOUS, GRID, count_table, prediction_counts
+from .replay import SUFFIX as REPLAY_SUFFIX
 from .replay import ReplaySet, replay_path
 from .scoring import predict_samples
 
@@ -45,12 +46,12 @@ def parent_replay_counts(
     """The parent's counts on the replay check crops (:func:`replay_counts`), stored ones where this machine
     confirms them, and the seconds predicting every crop takes here (measured, or scaled from the crops
     predicted to confirm the stored counts): the check at the end needs as long for the fine-tune."""
-    start = time.perf_counter()
     stored = stored_counts(parent, replay) if resolve_device(device).type == "cpu" else None
+    start = time.perf_counter()
     if stored is None or len(replay.check) <= SPOT:
         return replay_counts(parent, replay, device=device), time.perf_counter() - start
     first = replay_counts(parent, ReplaySet(replay.name, [], replay.check[:SPOT]), device=device)
-    if _same(first, stored[: len(first)]):
+    if np.array_equal(count_table(first), count_table(stored[: len(first)])):
         return stored, (time.perf_counter() - start) * len(replay.check) / SPOT
     rest = replay_counts(parent, ReplaySet(replay.name, [], replay.check[SPOT:]), device=device)
     return first + rest, time.perf_counter() - start
@@ -69,7 +70,7 @@ def weights_digest(model: Model) -> str:
 def counts_path(replay_name: str) -> Path:
     """Where the counts of the replay set ``replay_name``'s model are stored: beside the set."""
     set_path = replay_path(replay_name)
-    return set_path.with_name(set_path.name.removesuffix(".replay.npz") + SUFFIX)
+    return set_path.with_name(set_path.name.removesuffix(REPLAY_SUFFIX) + SUFFIX)
 
 
 def write_counts(model: Model, replay: ReplaySet, path: Path | None = None) -> Path:
@@ -82,7 +83,7 @@ def write_counts(model: Model, replay: ReplaySet, path: Path | None = None) -> P
         "ious": list(FORGETTING_IOUS),
         "grid": GRID,
         "crops": [s.name for s in replay.check],
-        "counts": [np.stack([c.tp, c.fp, c.fn], axis=-1).tolist() for c in counts],  # per region: (T, 3)
+        "counts": count_table(counts).tolist(),  # per region: (T, 3)
     }
     path = counts_path(replay.name) if path is None else Path(path)
     partial = path.with_name(path.name + ".partial")
@@ -114,9 +115,3 @@ def stored_counts(model: Model, replay: ReplaySet) -> list[InstanceCounts] | Non
     if len(counts) != len(replay.check) * GRID * GRID:
         return None
     return [InstanceCounts(ious, c[:, 0], c[:, 1], c[:, 2]) for c in counts]
-
-
-def _same(a: list[InstanceCounts], b: list[InstanceCounts]) -> bool:
-    return len(a) == len(b) and all(
-        np.array_equal(x.tp, y.tp) and np.array_equal(x.fp, y.fp) and np.array_equal(x.fn, y.fn) for x, y in zip(a, b)
-    )
