@@ -8,6 +8,8 @@ raw tensors only; it never executes code from the file.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -180,6 +182,41 @@ def builtin_model_path(name: str) -> Path | None:
     """The file of the shipped model ``name`` (a key of :data:`BUILTIN_MODELS`), or None when not installed."""
     builtin = resources.files("napari_unet") / "models" / BUILTIN_MODELS[name]
     return Path(str(builtin)) if builtin.is_file() else None
+
+
+def weights_digest(model: Model) -> str:
+    """SHA-256 of ``model``'s weights and buffers (names, shapes, dtypes and values)."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.network.state_dict().items()):
+        array = value.detach().cpu().contiguous().numpy()
+        h.update(f"{key}:{array.dtype}:{array.shape};".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def builtin_name(model: Model) -> str | None:
+    """The name of the shipped model whose weights ``model`` has (``"default"``), or None."""
+    digest = None
+    for name in BUILTIN_MODELS:
+        shipped = builtin_model(name)
+        if shipped is None or shipped.config.network != model.config.network:
+            continue
+        digest = digest or weights_digest(model)
+        if digest == _builtin_digest(name):
+            return name
+    return None
+
+
+@functools.cache
+def builtin_model(name: str) -> Model | None:
+    """The shipped model ``name``, loaded once (on the CPU) for the process, or None when it is not installed.
+    Shared: copy it before changing it."""
+    return load_model(name) if builtin_model_path(name) is not None else None
+
+
+@functools.cache
+def _builtin_digest(name: str) -> str:
+    return weights_digest(builtin_model(name))
 
 
 def _resolve(path_or_name: str | os.PathLike) -> Path:

@@ -13,7 +13,6 @@ arithmetic is not the CPU's), the parent is predicted on every crop, as it alway
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..devices import resolve_device
 from ..evaluation.metrics import InstanceCounts
-from ..models.model import Model
+from ..models.model import Model, weights_digest
 from .check import FORGETTING_IOUS, GRID, count_table, prediction_counts
 from .replay import SUFFIX as REPLAY_SUFFIX
 from .replay import ReplaySet, replay_path
@@ -55,16 +54,6 @@ def parent_replay_counts(
         return stored, (time.perf_counter() - start) * len(replay.check) / SPOT
     rest = replay_counts(parent, ReplaySet(replay.name, [], replay.check[SPOT:]), device=device)
     return first + rest, time.perf_counter() - start
-
-
-def weights_digest(model: Model) -> str:
-    """SHA-256 of ``model``'s weights and buffers (names, shapes, dtypes and values)."""
-    h = hashlib.sha256()
-    for key, value in sorted(model.network.state_dict().items()):
-        array = value.detach().cpu().contiguous().numpy()
-        h.update(f"{key}:{array.dtype}:{array.shape};".encode())
-        h.update(array.tobytes())
-    return h.hexdigest()
 
 
 def counts_path(replay_name: str) -> Path:
