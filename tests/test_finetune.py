@@ -446,6 +446,8 @@ def test_the_time_split_accounts_for_the_whole_run():
     assert timing["validation"] == 0
     split = result.time_split()
     assert split.startswith(f"{result.seconds:.0f} s: ") and "training steps" in split and "checks" in split
+    # a fine-tune of the shipped model zooms new images as the shipped model does (tests/test_size_model.py)
+    assert result.finetuned.config.sizing == "default" and parent.config.sizing is None
 
 
 def test_a_fine_tune_stopped_before_it_starts_returns_the_parent_untouched():

@@ -139,6 +139,12 @@ class ModelConfig(_Strict):
         description="replay set shipped with the package (napari_unet/models/<name>.replay.npz): crops of the data "
         "the model was trained on, mixed into fine-tuning so that it keeps what it knew; fine-tuned models inherit it",
     )
+    sizing: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="shipped model (by name) whose segmentations estimate the object size of a new image for this "
+        "model; none: the model's own. A model fine-tuned from a shipped one names it, and its fine-tunes inherit it",
+    )
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property

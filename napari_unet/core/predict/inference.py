@@ -22,7 +22,7 @@ import torch
 from ..io.axes import PlaneLayout, plane_layout
 from ..errors import ImageError, InsufficientMemoryError
 from .fallback import is_out_of_memory, memory_fallbacks, out_of_memory_message, release_cached_memory
-from ..models.model import Model, load_model
+from ..models.model import BUILTIN_MODELS, Model, builtin_model, load_model
 from .normalize import normalize
 from ..labels.postprocess import instance_labels, semantic_labels
 from .predictor import NetworkPredictor
@@ -69,7 +69,9 @@ class Segmenter:
         Typical object diameter in the image (pixels). For a model that
         records the size it was trained at, each plane is rescaled to it and
         the result resized back. ``"auto"`` estimates it from the first plane
-        (see :mod:`~napari_unet.core.predict.sizing`); None never rescales.
+        (see :mod:`~napari_unet.core.predict.sizing`), with the shipped model
+        the config names (``ModelConfig.sizing``, a fine-tune's) or with the
+        model itself; None never rescales.
 
     When the device runs out of memory, the plane is predicted again with half
     the tile, then (from an accelerator) on the CPU; each step is yielded as a
@@ -109,6 +111,8 @@ class Segmenter:
             check_object_size(float(object_size), trained)
         self._trained_size = trained
         self._auto = trained is not None and object_size == "auto"
+        self._sizer: Segmenter | None = None  # the shipped model that estimates object sizes, once made
+        self._own_sizing = model.config.sizing is None  # or the model itself, as it does without one
         self.scale: float | None = 1.0
         if self._auto:
             self.scale = None  # estimated from the first plane
@@ -145,10 +149,44 @@ class Segmenter:
         if self.scale is None:
             yield from self._iter_scale(normalize(plane, self.model.config.normalization))
 
-    def _iter_scale(self, x: np.ndarray) -> Generator[Progress, None, float]:
+    def _iter_scale(self, x: np.ndarray) -> Generator[Progress | Notice, None, float]:
         if self.scale is None:
-            self.scale = yield from iter_estimate_scale(x, self._label_crop, self._trained_size)
+            sizer = yield from self._size_model()
+            if sizer is None:
+                self.scale = yield from iter_estimate_scale(x, self._label_crop, self._trained_size)
+            else:
+                sizer.new_image()
+                yield from sizer._iter_scale(x)
+                self.scale = self._trained_size / sizer.image_object_size
         return self.scale
+
+    def _size_model(self) -> Generator[Notice, None, Segmenter | None]:
+        """The segmenter of the shipped model that estimates object sizes for this one (``ModelConfig.sizing``),
+        or None where the model estimates them itself.
+
+        A model fine-tuned on a few images estimates the size of other images less well than the model it
+        started from: the search that finds the zoom was made for a model that knows many kinds of nuclei
+        (:mod:`~napari_unet.core.predict.sizing`), and a fine-tune draws other objects than its parent at zooms
+        it was not trained at. The size is the image's, whichever model measures it.
+        """
+        if self._sizer is not None or self._own_sizing:
+            return self._sizer
+        name, config = self.model.config.sizing, self.model.config
+        shipped = builtin_model(name) if name in BUILTIN_MODELS else None
+        why = None
+        if shipped is None:
+            why = "is not installed with this napari-unet"
+        elif (shipped.config.task, shipped.in_channels, shipped.config.normalization) != (
+            config.task, self.model.in_channels, config.normalization
+        ) or shipped.config.object_size is None:
+            why = "takes other input than this model"
+        if why is not None:
+            self._own_sizing = True
+            yield Notice(f"this model estimates object sizes with the shipped model {name!r}, which {why}: the model "
+                         "estimates them itself")
+            return None
+        self._sizer = Segmenter(shipped, device=self.predictor.device, batch_size=self.batch_size, object_size="auto")
+        return self._sizer
 
     def _label_crop(self, x: np.ndarray) -> Generator[Progress, None, np.ndarray]:
         prob = yield from predict_tiles(x, self.predictor, batch_size=self.batch_size, **self._tiling(x.shape[1:]))

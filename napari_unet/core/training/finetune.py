@@ -38,6 +38,20 @@ one adopted (``TrainResult.pulled_back``). The replay check comes first, so
 that the held-out corrections are predicted once, by the runs of the model
 judged.
 
+New images are zoomed for the fine-tune as the model it started from zooms
+them: the shipped model that estimates object sizes for the parent (the
+parent itself, where it is one) is named in the fine-tune's config
+(``ModelConfig.sizing``; ``Segmenter`` runs the size search with it). A
+fine-tune's own estimates are as near the true sizes (median 3% off on
+kromp2020), but they move image by image, and the zoom alone moves objects
+across IoU 0.5: on the transfer benchmark's 40 saved fine-tunes, scored on the
+lab's other preparations, 5 of 160 changes were below -0.02 with their own
+estimates and 3 with the parent's, and the mean change there was +0.013
+rather than +0.010 (docs/benchmarks.md; one of the three, -0.036, is a fine-tune
+that finds large nuclei whole only at its own, smaller, zoom). Where that model sizes the held-out corrections wrong
+(by more than :data:`SIZING_TOLERANCE`, geometric mean), the fine-tune, which
+learnt the user's objects, estimates sizes itself.
+
 The time asked for is the whole run's: the steps get what is left after
 scoring the parent at the start and reserving as long for the checks at the
 end (``TrainResult.timing`` says where it went). The parent's counts on the
@@ -57,18 +71,20 @@ import numpy as np
 import torch
 
 from ..evaluation.metrics import InstanceCounts
-from ..models.model import Model
+from ..models.model import Model, builtin_name
 from ..models.zoo import check_own
 from .check import HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
 from .check_crops import parent_replay_counts, replay_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
+from .files import median_object_size
 from .replay import ReplaySet, load_replay
 from .scoring import Score, predict_samples
 from .trainer import Trainer, TrainResult, TrainUpdate, seconds_left, timed
 
 WHOLE_IMAGES = 5  # from this many images (planes) up, whole ones are held out; below, they take turns
 MIN_TUNING_OBJECTS = 200  # held-out objects needed before post-processing thresholds are re-tuned on them
+SIZING_TOLERANCE = 1.25  # the parent's size estimates on the held-out corrections, off by more: the fine-tune's own
 
 
 @dataclass(frozen=True)
@@ -134,6 +150,7 @@ class FineTune:
 
         parent_val: list[list[InstanceCounts]] = []  # the parent's counts on each run's held-out images
         parent_seconds: list[float] = []  # and how long they took (about what a score of the run takes)
+        parent_sizes: list[tuple[float, float]] = []  # and its estimated and true object size of each held-out image
         replay_parent: list[InstanceCounts] = []  # and on the replay check crops
         replay_seconds = 0.0  # what predicting those takes here
         if not self.from_scratch and any(val for _, val in self.folds):
@@ -141,7 +158,7 @@ class FineTune:
             with timed(timing, "parent"):
                 for _, val in self.folds:
                     begun = time.perf_counter()
-                    parent_val.append(held_out_counts(parent, val, device=self.device) if val else [])
+                    parent_val.append(held_out_counts(parent, val, device=self.device, sizes=parent_sizes) if val else [])
                     parent_seconds.append(time.perf_counter() - begun)
                 if replay is not None and replay.check:
                     replay_parent, replay_seconds = parent_replay_counts(parent, replay, device=self.device)
@@ -204,6 +221,9 @@ class FineTune:
         # The weights kept are ``blend`` of the way from the parent's to the fine-tuned ones (TrainConfig.blend),
         # each run's for the held-out check: the checks judge what the user gets.
         runs = [r.finetuned for r in results]
+        if not self.from_scratch:
+            sizing = fine_tune_sizing(parent, parent_sizes)
+            runs = [Model(m.network, m.config.model_copy(update={"sizing": sizing})) for m in runs]
         blend = 1.0 if self.from_scratch else cfg.blend
         models = [toward(parent, m, blend) for m in runs] if blend < 1 else runs
         finetuned = _kept(models)
@@ -294,12 +314,34 @@ class FineTune:
         )
 
 
-def held_out_counts(model: Model, val: list[Sample], *, device: str = "cpu") -> list[InstanceCounts]:
+def held_out_counts(
+    model: Model, val: list[Sample], *, device: str = "cpu", sizes: list[tuple[float, float]] | None = None
+) -> list[InstanceCounts]:
     """``model``'s counts on held-out corrections at the held-out check's IoUs (what the held-out check compares),
-    each image zoomed as the model estimates, as the user's other images will be: a fine-tune changes the estimate
-    too, for better (nuclei it now finds whole) or worse."""
+    each image zoomed as the model estimates (:func:`fine_tune_sizing`), as the user's other images will be.
+    ``sizes``, if given, gets the estimated and the true (labelled) object size of each image that has both."""
     predictions = predict_samples(model.network, val, model.config, device=device, estimate_size=True)
+    if sizes is not None:
+        for p, s in zip(predictions, val):
+            true = median_object_size([s])
+            if p.object_size and true:
+                sizes.append((p.object_size, true))
     return prediction_counts(predictions, model.config, thresholds=HELD_OUT_IOUS)
+
+
+def fine_tune_sizing(parent: Model, sizes: list[tuple[float, float]]) -> str | None:
+    """The shipped model that is to estimate object sizes for a fine-tune of ``parent`` (``ModelConfig.sizing``):
+    the one that estimates them for the parent (the parent itself, where it ships), unless it sized the held-out
+    corrections wrong (``sizes``: estimated and true size of each; their geometric mean ratio beyond
+    :data:`SIZING_TOLERANCE`). None: the fine-tune estimates sizes itself."""
+    config = parent.config
+    if config.task != "instances" or config.object_size is None:
+        return None
+    name = config.sizing or builtin_name(parent)
+    ratios = [estimated / true for estimated, true in sizes]
+    if name is None or (ratios and abs(float(np.mean(np.log(ratios)))) > math.log(SIZING_TOLERANCE)):
+        return None
+    return name
 
 
 def plan_folds(
