@@ -164,10 +164,9 @@ class Segmenter:
         """The segmenter of the shipped model that estimates object sizes for this one (``ModelConfig.sizing``),
         or None where the model estimates them itself.
 
-        A model fine-tuned on a few images estimates the size of other images less well than the model it
-        started from: the search that finds the zoom was made for a model that knows many kinds of nuclei
-        (:mod:`~napari_unet.core.predict.sizing`), and a fine-tune draws other objects than its parent at zooms
-        it was not trained at. The size is the image's, whichever model measures it.
+        A fine-tune of the shipped model names it (:mod:`~napari_unet.core.training.finetune` says why), so that
+        an image gets the same zoom from the shipped model and from each of its fine-tunes. The size found is
+        the image's, in its pixels, whichever model measures it: this model zooms to its own trained size.
         """
         if self._sizer is not None or self._own_sizing:
             return self._sizer

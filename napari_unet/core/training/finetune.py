@@ -47,10 +47,11 @@ kromp2020), but they move image by image, and the zoom alone moves objects
 across IoU 0.5: on the transfer benchmark's 40 saved fine-tunes, scored on the
 lab's other preparations, 5 of 160 changes were below -0.02 with their own
 estimates and 3 with the parent's, and the mean change there was +0.013
-rather than +0.010 (docs/benchmarks.md; one of the three, -0.036, is a fine-tune
-that finds large nuclei whole only at its own, smaller, zoom). Where that model sizes the held-out corrections wrong
-(by more than :data:`SIZING_TOLERANCE`, geometric mean), the fine-tune, which
-learnt the user's objects, estimates sizes itself.
+rather than +0.010 (docs/benchmarks.md; one of the three, -0.036, is a
+fine-tune that finds large nuclei whole only at its own, smaller, zoom).
+Where that model sizes the held-out corrections wrong (by more than
+:data:`SIZING_TOLERANCE`, geometric mean), the fine-tune, which learnt the
+user's objects, estimates sizes itself.
 
 The time asked for is the whole run's: the steps get what is left after
 scoring the parent at the start and reserving as long for the checks at the
@@ -158,7 +159,8 @@ class FineTune:
             with timed(timing, "parent"):
                 for _, val in self.folds:
                     begun = time.perf_counter()
-                    parent_val.append(held_out_counts(parent, val, device=self.device, sizes=parent_sizes) if val else [])
+                    counts = held_out_counts(parent, val, device=self.device, sizes=parent_sizes) if val else []
+                    parent_val.append(counts)
                     parent_seconds.append(time.perf_counter() - begun)
                 if replay is not None and replay.check:
                     replay_parent, replay_seconds = parent_replay_counts(parent, replay, device=self.device)
