@@ -4,7 +4,7 @@
     python benchmarks/finetune_sizing.py --table
 
 A fine-tune of the shipped model estimates the object size of a new image with
-the shipped model (``ModelConfig.sizing``, since commit 863f742); before, it
+the shipped model (``ModelConfig.sizing``, since commit a30ffd4); before, it
 estimated sizes itself. This scores the models that ``finetune_transfer.py``
 saved (``benchmarks/results/models``, git-ignored: run that benchmark first)
 on every kromp2020 image both ways, as a user who changes nothing gets them,
@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from finetune_transfer import RESULTS, counts_per_image, kromp, pooled, preparations, saved_model  # noqa: E402
-from napari_unet import load_model  # noqa: E402
+from finetune_transfer import RESULTS, counts_per_image, kromp, kromp_changes, preparations, saved_model  # noqa: E402
 from napari_unet.core.models.model import Model  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "finetune_sizing.json"
@@ -81,14 +80,8 @@ def main() -> None:
 
 def changes(record: dict, way: str, parent: dict, prep: dict[str, str]) -> dict:
     """AP@0.5 change against the default on the corrected preparation's other images and on each other one."""
-    own = record["preparation"]
-    counts = record["kromp"][way]
-    others = [n for n in prep if prep[n] == own and n not in record["corrected"]]
-    out = {"own": pooled(counts, others)[0] - pooled(parent, others)[0], "elsewhere": {}}
-    for q in sorted(set(prep.values()) - {own}):
-        names = [n for n in prep if prep[n] == q]
-        out["elsewhere"][q] = pooled(counts, names)[0] - pooled(parent, names)[0]
-    return out
+    row = kromp_changes(record["kromp"][way], parent, record, prep)
+    return {"own": row["own"][0], "elsewhere": row["elsewhere"]}
 
 
 def _same(a: dict, b: dict) -> bool:
