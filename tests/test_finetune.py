@@ -25,6 +25,7 @@ from napari_unet.core.training.check import (
 )
 from napari_unet.core.training.files import scale_to
 from napari_unet.core.training.losses import distillation
+from napari_unet.core.predict import inference as inference_module
 from napari_unet.core.training import finetune as finetune_module
 from napari_unet.core.training.finetune import average_models, plan_folds, toward
 from napari_unet.core.training import check_crops
@@ -433,9 +434,12 @@ def test_a_fine_tune_on_wrong_corrections_is_refused_by_the_images_it_did_not_tr
     assert steps == list(range(1, 41))  # one count through both runs
 
 
-def test_the_time_split_accounts_for_the_whole_run():
+def test_the_time_split_accounts_for_the_whole_run(monkeypatch):
     parent = load_model("default")
     samples = _kromp_samples(parent, ["Neuroblastoma_1", "Neuroblastoma_5"])
+    searches = []
+    search = inference_module.iter_estimate_scale
+    monkeypatch.setattr(inference_module, "iter_estimate_scale", lambda *a: searches.append(1) or search(*a))
     result = run(FineTune(parent, samples, TrainConfig(steps=6, patch=128, val_every=3), device="cpu").run())
     timing = result.timing
     assert set(timing) >= {"steps", "validation", "parent", "checks", "preparation"}
@@ -446,8 +450,10 @@ def test_the_time_split_accounts_for_the_whole_run():
     assert timing["validation"] == 0
     split = result.time_split()
     assert split.startswith(f"{result.seconds:.0f} s: ") and "training steps" in split and "checks" in split
-    # a fine-tune of the shipped model zooms new images as the shipped model does (tests/test_size_model.py)
+    # a fine-tune of the shipped model zooms new images as the shipped model does (tests/test_size_model.py), so
+    # the check zooms each held-out image as it did for the parent: one size search for each, not one more per run
     assert result.finetuned.config.sizing == "default" and parent.config.sizing is None
+    assert len(searches) == len(samples) == 2
 
 
 def test_a_fine_tune_stopped_before_it_starts_returns_the_parent_untouched():
@@ -469,7 +475,7 @@ def test_the_checks_judge_the_blend_that_is_kept(monkeypatch):
         made.append((start, share, real_toward(start, model, share)))
         return made[-1][2]
 
-    def user_check(self, models, parent_val):
+    def user_check(self, models, parent_val, sizes):
         judged.extend(models)
         return _comparison(0.03, low=0.01)
 
@@ -497,7 +503,7 @@ def test_a_fine_tune_that_forgot_is_pulled_back_to_half_its_share_and_checked_ag
 
     judged: list = []
 
-    def user_check(self, models, parent_val):
+    def user_check(self, models, parent_val, sizes):
         judged.append(models)
         return _comparison(0.05 if not checked else 0.03, low=0.01)
 

@@ -13,7 +13,10 @@ from napari_unet.core.models.model import Model, builtin_name
 from napari_unet.core.predict.inference import Segmenter
 from napari_unet.core.progress import Notice, run
 from napari_unet.core.training import make_samples
-from napari_unet.core.training.finetune import fine_tune_sizing, held_out_counts
+from napari_unet.core.predict import inference as inference_module
+from napari_unet.core.training.check import count_table
+from napari_unet.core.training.finetune import fine_tune_sizing, held_out_counts, sizes_as
+from napari_unet.core.training.scoring import estimate_sizes
 
 IMAGE = Path(__file__).resolve().parents[1] / "sample_data" / "nuclei_fluorescence.tif"
 
@@ -74,3 +77,23 @@ def test_a_fine_tune_estimates_sizes_with_the_shipped_model_its_parent_does_unle
     other = _other_weights(default, None)
     assert builtin_name(other) is None and fine_tune_sizing(other, sizes) is None
     assert fine_tune_sizing(_other_weights(default, "default"), sizes) == "default"
+
+
+def test_the_held_out_check_zooms_a_fine_tune_that_sizes_as_its_parent_for_the_parents_sizes(monkeypatch):
+    default = load_model("default")
+    image, labels = tifffile.imread(IMAGE), tifffile.imread(IMAGE.with_name("nuclei_fluorescence_labels.tif"))
+    samples = make_samples(image, labels, default.config, name="sample")
+    fine = _other_weights(default, "default")
+    assert sizes_as(default, "default") and sizes_as(fine, "default")
+    estimates = estimate_sizes(default, samples)
+    searched = held_out_counts(fine, samples)  # its own search, with the shipped model
+    searches = []
+    search = inference_module.iter_estimate_scale
+    monkeypatch.setattr(inference_module, "iter_estimate_scale", lambda *a: searches.append(1) or search(*a))
+    reused = held_out_counts(fine, samples, object_sizes=estimates)
+    assert not searches and np.array_equal(count_table(reused), count_table(searched))
+    # sized by other weights, the estimates are others: searched for
+    other = _other_weights(default, None)
+    assert not sizes_as(other, None) and not sizes_as(default, "retired") and not sizes_as(default, None)
+    (own,) = estimate_sizes(other, samples)
+    assert len(searches) == 1 and abs(own / estimates[0] - 1) > 0.03

@@ -149,6 +149,10 @@ class Segmenter:
         if self.scale is None:
             yield from self._iter_scale(normalize(plane, self.model.config.normalization))
 
+    def iter_prepare_normalized(self, x: np.ndarray) -> Generator[Progress | Notice, None, None]:
+        """:meth:`iter_prepare` for a plane already normalized as the model's config says."""
+        yield from self._iter_scale(x)
+
     def _iter_scale(self, x: np.ndarray) -> Generator[Progress | Notice, None, float]:
         if self.scale is None:
             sizer = yield from self._size_model()
@@ -170,19 +174,11 @@ class Segmenter:
         """
         if self._sizer is not None or self._own_sizing:
             return self._sizer
-        name, config = self.model.config.sizing, self.model.config
-        shipped = builtin_model(name) if name in BUILTIN_MODELS else None
-        why = None
+        shipped, why = shipped_sizer(self.model)
         if shipped is None:
-            why = "is not installed with this napari-unet"
-        elif (shipped.config.task, shipped.in_channels, shipped.config.normalization) != (
-            config.task, self.model.in_channels, config.normalization
-        ) or shipped.config.object_size is None:
-            why = "takes other input than this model"
-        if why is not None:
             self._own_sizing = True
-            yield Notice(f"this model estimates object sizes with the shipped model {name!r}, which {why}: the model "
-                         "estimates them itself")
+            yield Notice(f"this model estimates object sizes with the shipped model {self.model.config.sizing!r}, "
+                         f"which {why}: the model estimates them itself")
             return None
         self._sizer = Segmenter(shipped, device=self.predictor.device, batch_size=self.batch_size, object_size="auto")
         return self._sizer
@@ -278,6 +274,22 @@ class Segmenter:
         if output == "semantic":
             return semantic_labels(prob)
         raise ValueError(f"output must be {' or '.join(map(repr, OUTPUTS))}, got {output!r}")
+
+
+def shipped_sizer(model: Model) -> tuple[Model | None, str | None]:
+    """The shipped model that estimates object sizes of new images for ``model`` (``ModelConfig.sizing``), and None;
+    or None and why it cannot (``model`` then estimates them itself). ``(None, None)`` where it names none."""
+    name, config = model.config.sizing, model.config
+    if name is None:
+        return None, None
+    shipped = builtin_model(name) if name in BUILTIN_MODELS else None
+    if shipped is None:
+        return None, "is not installed with this napari-unet"
+    if (shipped.config.task, shipped.in_channels, shipped.config.normalization) != (
+        config.task, model.in_channels, config.normalization
+    ) or shipped.config.object_size is None:
+        return None, "takes other input than this model"
+    return shipped, None
 
 
 def as_model(model: Model | str | os.PathLike) -> Model:

@@ -51,7 +51,11 @@ rather than +0.010 (docs/benchmarks.md; one of the three, -0.036, is a
 fine-tune that finds large nuclei whole only at its own, smaller, zoom).
 Where that model sizes the held-out corrections wrong (by more than
 :data:`SIZING_TOLERANCE`, geometric mean), the fine-tune, which learnt the
-user's objects, estimates sizes itself.
+user's objects, estimates sizes itself. Otherwise the held-out check zooms each
+held-out image for the fine-tune by the estimate made for the parent
+(:func:`sizes_as`): the same model would find the same size again, and that
+search is 0.4 to 1.1 s per pair of kromp2020 images on a 2-core CPU, time the
+steps get instead.
 
 The time asked for is the whole run's: the steps get what is left after
 scoring the parent at the start and reserving as long for the checks at the
@@ -72,15 +76,16 @@ import numpy as np
 import torch
 
 from ..evaluation.metrics import InstanceCounts
-from ..models.model import Model, builtin_name
+from ..models.model import Model, builtin_name, weights_digest
 from ..models.zoo import check_own
+from ..predict.inference import shipped_sizer
 from .check import HELD_OUT_IOUS, Comparison, adopt, compare, forgot, prediction_counts
 from .check_crops import parent_replay_counts, replay_counts
 from .config import TrainConfig
 from .data import Sample, split_validation
 from .files import median_object_size
 from .replay import ReplaySet, load_replay
-from .scoring import Score, predict_samples
+from .scoring import Score, estimate_sizes, predict_samples
 from .trainer import Trainer, TrainResult, TrainUpdate, seconds_left, timed
 
 WHOLE_IMAGES = 5  # from this many images (planes) up, whole ones are held out; below, they take turns
@@ -152,6 +157,8 @@ class FineTune:
         parent_val: list[list[InstanceCounts]] = []  # the parent's counts on each run's held-out images
         parent_seconds: list[float] = []  # and how long they took (about what a score of the run takes)
         parent_sizes: list[tuple[float, float]] = []  # and its estimated and true object size of each held-out image
+        parent_estimates: list[list[float | None]] = []  # and its estimates for each run's held-out images
+        search_seconds = 0.0  # what those estimates took
         replay_parent: list[InstanceCounts] = []  # and on the replay check crops
         replay_seconds = 0.0  # what predicting those takes here
         if not self.from_scratch and any(val for _, val in self.folds):
@@ -159,13 +166,22 @@ class FineTune:
             with timed(timing, "parent"):
                 for _, val in self.folds:
                     begun = time.perf_counter()
-                    counts = held_out_counts(parent, val, device=self.device, sizes=parent_sizes) if val else []
+                    estimates = estimate_sizes(parent, val, device=self.device)
+                    sized = time.perf_counter()
+                    search_seconds += sized - begun
+                    counts = held_out_counts(parent, val, device=self.device, sizes=parent_sizes,
+                                             object_sizes=estimates) if val else []
+                    parent_estimates.append(estimates)
                     parent_val.append(counts)
-                    parent_seconds.append(time.perf_counter() - begun)
+                    parent_seconds.append(time.perf_counter() - sized)
                 if replay is not None and replay.check:
                     replay_parent, replay_seconds = parent_replay_counts(parent, replay, device=self.device)
+        sizing = None if self.from_scratch else fine_tune_sizing(parent, parent_sizes)
+        # Where the fine-tune sizes new images with the model that sized them for the parent, the held-out check
+        # zooms its held-out images as the parent's were: the estimates are not searched for again.
+        reuse = sizes_as(parent, sizing)
         # The checks at the end predict what the parent predicted here, once more: keep that time for them.
-        checks = sum(parent_seconds) + replay_seconds
+        checks = sum(parent_seconds) + replay_seconds + (0.0 if reuse else search_seconds)
         deadline = start + cfg.minutes * 60 - 1.2 * checks if cfg.minutes is not None else None
 
         results: list[TrainResult] = []
@@ -224,7 +240,6 @@ class FineTune:
         # each run's for the held-out check: the checks judge what the user gets.
         runs = [r.finetuned for r in results]
         if not self.from_scratch:
-            sizing = fine_tune_sizing(parent, parent_sizes)
             runs = [Model(m.network, m.config.model_copy(update={"sizing": sizing})) for m in runs]
         blend = 1.0 if self.from_scratch else cfg.blend
         models = [toward(parent, m, blend) for m in runs] if blend < 1 else runs
@@ -248,13 +263,13 @@ class FineTune:
                     closer_model = _kept(closer)
                     closer_forgetting = self._forgetting_check(closer_model, replay, replay_parent)
                     if not forgot(closer_forgetting):
-                        closer_user = self._user_check(closer, parent_val)
+                        closer_user = self._user_check(closer, parent_val, parent_estimates if reuse else None)
                         if adopt(closer_user, closer_forgetting):
                             finetuned, user, forgetting = closer_model, closer_user, closer_forgetting
                             blend, pulled_back = blend / 2, True
             if not pulled_back:  # the verdict states the held-out gain of the model it judges
                 with timed(timing, "checks"):
-                    user = self._user_check(models, parent_val)
+                    user = self._user_check(models, parent_val, parent_estimates if reuse else None)
         if self.from_scratch:
             improved = results[0].improved if len(results) == 1 else None
         else:
@@ -282,15 +297,18 @@ class FineTune:
         )
         return self.result
 
-    def _user_check(self, models: list[Model], parent_val: list[list[InstanceCounts]]) -> Comparison | None:
+    def _user_check(
+        self, models: list[Model], parent_val: list[list[InstanceCounts]], sizes: list[list[float | None]] | None
+    ) -> Comparison | None:
         """Parent (its counts, ``parent_val``) against each run's model on the corrections that run did not
-        train on, pooled."""
+        train on, pooled (``sizes``: each run's held-out images' object sizes where they are the parent's, else
+        each model estimates them)."""
         before, after = [], []
-        for (_, val), model, parent_counts in zip(self.folds, models, parent_val):
+        for i, ((_, val), model, parent_counts) in enumerate(zip(self.folds, models, parent_val)):
             if not val:
                 continue
             before += parent_counts
-            after += held_out_counts(model, val, device=self.device)
+            after += held_out_counts(model, val, device=self.device, object_sizes=sizes[i] if sizes else None)
         if not before:
             return None
         if len(models) > 1:
@@ -317,12 +335,19 @@ class FineTune:
 
 
 def held_out_counts(
-    model: Model, val: list[Sample], *, device: str = "cpu", sizes: list[tuple[float, float]] | None = None
+    model: Model,
+    val: list[Sample],
+    *,
+    device: str = "cpu",
+    sizes: list[tuple[float, float]] | None = None,
+    object_sizes: list[float | None] | None = None,
 ) -> list[InstanceCounts]:
     """``model``'s counts on held-out corrections at the held-out check's IoUs (what the held-out check compares),
-    each image zoomed as the model estimates (:func:`fine_tune_sizing`), as the user's other images will be.
-    ``sizes``, if given, gets the estimated and the true (labelled) object size of each image that has both."""
-    predictions = predict_samples(model.network, val, model.config, device=device, estimate_size=True)
+    each image zoomed as the model estimates (:func:`fine_tune_sizing`), as the user's other images will be, or
+    for the ``object_sizes`` estimated already. ``sizes``, if given, gets the estimated and the true (labelled)
+    object size of each image that has both."""
+    predictions = predict_samples(model.network, val, model.config, device=device, estimate_size=True,
+                                  object_sizes=object_sizes)
     if sizes is not None:
         for p, s in zip(predictions, val):
             true = median_object_size([s])
@@ -344,6 +369,18 @@ def fine_tune_sizing(parent: Model, sizes: list[tuple[float, float]]) -> str | N
     if name is None or (ratios and abs(float(np.mean(np.log(ratios)))) > math.log(SIZING_TOLERANCE)):
         return None
     return name
+
+
+def sizes_as(parent: Model, sizing: str | None) -> bool:
+    """Whether a fine-tune of ``parent`` whose config names ``sizing`` (:func:`fine_tune_sizing`) estimates object
+    sizes with the weights that estimate them for ``parent``: the same sizes, image by image."""
+    if sizing is None:
+        return False
+    shipped, _ = shipped_sizer(Model(parent.network, parent.config.model_copy(update={"sizing": sizing})))
+    if shipped is None:
+        return False
+    parents, _ = shipped_sizer(parent)
+    return (parents or parent) is shipped or weights_digest(parents or parent) == weights_digest(shipped)
 
 
 def plan_folds(

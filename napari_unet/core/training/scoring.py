@@ -48,20 +48,34 @@ class Prediction:
 
 
 def predict_samples(
-    network: torch.nn.Module, samples: list[Sample], config: ModelConfig, *, device="cpu", estimate_size: bool = False
+    network: torch.nn.Module,
+    samples: list[Sample],
+    config: ModelConfig,
+    *,
+    device="cpu",
+    estimate_size: bool = False,
+    object_sizes: list[float | None] | None = None,
 ) -> list[Prediction]:
     """Run ``network`` (in eval mode, on a copy) over each sample's reviewed region.
 
     Each sample is zoomed as its labels say (``Sample.zoom``), or, with ``estimate_size``, as the
-    model's own estimate of the object size says, which is how a user's other images are predicted.
+    model's estimate of the object size says (made with the shipped model that sizes for it, where its config
+    names one), which is how a user's other images are predicted. ``object_sizes``: with ``estimate_size``,
+    each sample's estimate where one was made already (:func:`estimate_sizes`, the same model sizing), not
+    searched for again.
     """
     if not samples:
         raise ValueError("no validation samples to score on")
-    estimate = estimate_size and config.task == "instances" and config.object_size is not None
+    if object_sizes is not None and len(object_sizes) != len(samples):
+        raise ValueError(f"expected an object size for each of the {len(samples)} samples, got {len(object_sizes)}")
+    estimate = estimate_size and _rescales(config)
     segmenter = Segmenter(Model(network, config), device=device, object_size="auto" if estimate else None)
+    known = object_sizes if estimate and object_sizes is not None else [None] * len(samples)
     predictions = []
-    for s in samples:
-        if estimate:
+    for s, size in zip(samples, known):
+        if size is not None:
+            segmenter.scale = config.object_size / size  # estimated already
+        elif estimate:
             segmenter.new_image()
         else:
             segmenter.scale = s.zoom  # the sample's own object size is known: no estimate
@@ -71,6 +85,24 @@ def predict_samples(
             Prediction(prob, s.labels[window], s.reviewed[window], s.target[window], segmenter.image_object_size)
         )
     return predictions
+
+
+def estimate_sizes(model: Model, samples: list[Sample], *, device="cpu") -> list[float | None]:
+    """The object size (pixels) of each sample's reviewed region as :func:`predict_samples` estimates it with
+    ``estimate_size``, without the prediction; None for each where the model does not rescale."""
+    if not _rescales(model.config):
+        return [None] * len(samples)
+    segmenter = Segmenter(model, device=device, object_size="auto")
+    sizes = []
+    for s in samples:
+        segmenter.new_image()
+        run(segmenter.iter_prepare_normalized(s.image[(slice(None), *_reviewed_box(s.reviewed))]))
+        sizes.append(segmenter.image_object_size)
+    return sizes
+
+
+def _rescales(config: ModelConfig) -> bool:
+    return config.task == "instances" and config.object_size is not None
 
 
 def score_predictions(
