@@ -54,7 +54,7 @@ from .thresholds import tune_thresholds
 
 
 ENCODER = ("inc.", "downs.")  # a U-Net's contracting path, by parameter name
-VALIDATION_SHARE = 0.05  # most of a run's time the scores that only draw its progress may take (keep="last")
+VALIDATION_SHARE = 0.025  # most of a run's time the scores that only draw its progress may take (keep="last")
 
 
 @dataclass(frozen=True)
