@@ -204,7 +204,7 @@ class FineTune:
                             time.perf_counter() - start)
             # The parent was scored above, and the checks score the run's last weights: the run need not
             # (unless it tunes thresholds, which starts from that score). Its scores that draw the progress take
-            # about what the parent's took (a little less: they need no size estimate).
+            # about what the parent's prediction took (they zoom by the labels: no size search).
             trainer = Trainer(parent, train, val, fold_config, device=self.device, from_scratch=self.from_scratch,
                               deadline=fold_deadline, parent_predictions=[], score_last=self.from_scratch or tune,
                               score_seconds=parent_seconds[i] if parent_seconds else None)
