@@ -148,6 +148,12 @@ class ModelConfig(_Strict):
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property
+    def rescales(self) -> bool:
+        """Whether new images are zoomed to the object size the model was trained at (instances with a recorded
+        ``object_size``): then that size is estimated for each image, or given."""
+        return self.task == "instances" and self.object_size is not None
+
+    @property
     def num_classes(self) -> int:
         """Classes of the labels: the output channels, or 2 for a one-channel (sigmoid) output."""
         return max(self.network.out_channels, 2)

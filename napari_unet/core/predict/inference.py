@@ -102,7 +102,7 @@ class Segmenter:
         self.multiple = network.size_multiple
         self.min_tile = network.valid_input_size(2 * self.margin + self.multiple)
         self._fallbacks: list[tuple[int, torch.device]] | None = None
-        trained = model.config.object_size if model.config.task == "instances" else None
+        trained = model.config.object_size if model.config.rescales else None
         if object_size not in (None, "auto") and not (
             isinstance(object_size, (int, float)) and math.isfinite(object_size) and object_size > 0
         ):

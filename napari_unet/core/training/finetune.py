@@ -362,7 +362,7 @@ def fine_tune_sizing(parent: Model, sizes: list[tuple[float, float]]) -> str | N
     corrections wrong (``sizes``: estimated and true size of each; their geometric mean ratio beyond
     :data:`SIZING_TOLERANCE`). None: the fine-tune estimates sizes itself."""
     config = parent.config
-    if config.task != "instances" or config.object_size is None:
+    if not config.rescales:
         return None
     name = config.sizing or builtin_name(parent)
     ratios = [estimated / true for estimated, true in sizes]

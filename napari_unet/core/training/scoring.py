@@ -68,7 +68,7 @@ def predict_samples(
         raise ValueError("no validation samples to score on")
     if object_sizes is not None and len(object_sizes) != len(samples):
         raise ValueError(f"expected an object size for each of the {len(samples)} samples, got {len(object_sizes)}")
-    estimate = estimate_size and _rescales(config)
+    estimate = estimate_size and config.rescales
     segmenter = Segmenter(Model(network, config), device=device, object_size="auto" if estimate else None)
     known = object_sizes if estimate and object_sizes is not None else [None] * len(samples)
     predictions = []
@@ -90,7 +90,7 @@ def predict_samples(
 def estimate_sizes(model: Model, samples: list[Sample], *, device="cpu") -> list[float | None]:
     """The object size (pixels) of each sample's reviewed region as :func:`predict_samples` estimates it with
     ``estimate_size``, without the prediction; None for each where the model does not rescale."""
-    if not _rescales(model.config):
+    if not model.config.rescales:
         return [None] * len(samples)
     segmenter = Segmenter(model, device=device, object_size="auto")
     sizes = []
@@ -99,10 +99,6 @@ def estimate_sizes(model: Model, samples: list[Sample], *, device="cpu") -> list
         run(segmenter.iter_prepare_normalized(s.image[(slice(None), *_reviewed_box(s.reviewed))]))
         sizes.append(segmenter.image_object_size)
     return sizes
-
-
-def _rescales(config: ModelConfig) -> bool:
-    return config.task == "instances" and config.object_size is not None
 
 
 def score_predictions(
