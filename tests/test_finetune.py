@@ -27,7 +27,8 @@ from napari_unet.core.training.files import scale_to
 from napari_unet.core.training.losses import distillation
 from napari_unet.core.predict import inference as inference_module
 from napari_unet.core.training import finetune as finetune_module
-from napari_unet.core.training.finetune import average_models, plan_folds, toward
+from napari_unet.core.training.finetune import average_models, finest_layers, plan_folds, toward
+from napari_unet.core.models.u2net import U2Net
 from napari_unet.core.training import check_crops
 from napari_unet.core.training import replay as replay_module
 from napari_unet.core.training.replay import is_replay, load_replay
@@ -289,6 +290,37 @@ def test_a_blend_lies_the_share_asked_for_of_the_way_from_the_parent_to_the_fine
     torch.testing.assert_close(parent.network.state_dict(), small_model(seed=1).network.state_dict())
 
 
+def test_a_blend_can_keep_the_finest_layers_nearer_the_parent():
+    parent, tuned = small_model(seed=1), small_model(seed=2)
+    finest = finest_layers(tuned.network)
+    depth = tuned.network.depth
+    assert finest == (f"ups.{depth - 2}.", f"ups.{depth - 1}.", "head.")
+    blend = toward(parent, tuned, 0.7, 0.35)
+    shares = set()
+    for key, value in blend.network.state_dict().items():
+        x, y = parent.network.state_dict()[key], tuned.network.state_dict()[key]
+        if value.is_floating_point() and not torch.equal(x, y):
+            share = 0.35 if key.startswith(finest) else 0.7
+            np.testing.assert_allclose(value, x + share * (y - x), rtol=1e-5, atol=1e-6)
+            shares.add(share)
+    assert shares == {0.35, 0.7}
+    # without a share of their own, they go as far as the rest
+    torch.testing.assert_close(toward(parent, tuned, 0.7, None).network.state_dict(),
+                               toward(parent, tuned, 0.7, 0.7).network.state_dict())
+
+
+def test_finest_layers_are_the_last_levels_of_each_seed_network():
+    u2net = U2Net(1, 3)
+    names = [n for n, _ in u2net.named_parameters()]
+    finest = finest_layers(u2net)
+    last = len(u2net.decoder) - 1
+    assert {n.split(".")[0] + "." + n.split(".")[1] for n in names if n.startswith(finest) and n[0] != "f"} == {
+        f"decoder.{last - 1}", f"decoder.{last}", f"sides.{last}", f"sides.{last + 1}"}
+    assert any(n.startswith("fuse.") for n in names) and not any(n.startswith(("encoder.",)) for n in names
+                                                                  if n.startswith(finest))
+    assert finest_layers(torch.nn.Conv2d(1, 3, 3)) == ()  # a network that names none: one share throughout
+
+
 # --- the check -------------------------------------------------------------------------------------
 
 
@@ -471,8 +503,8 @@ def test_the_checks_judge_the_blend_that_is_kept(monkeypatch):
     made, judged = [], []
     real_toward = finetune_module.toward
 
-    def recording_toward(start, model, share):
-        made.append((start, share, real_toward(start, model, share)))
+    def recording_toward(start, model, share, finest=None):
+        made.append((start, (share, finest), real_toward(start, model, share, finest)))
         return made[-1][2]
 
     def user_check(self, models, parent_val, sizes):
@@ -482,15 +514,15 @@ def test_the_checks_judge_the_blend_that_is_kept(monkeypatch):
     monkeypatch.setattr(finetune_module, "toward", recording_toward)
     monkeypatch.setattr(FineTune, "_user_check", user_check)
     monkeypatch.setattr(FineTune, "_forgetting_check", lambda self, model, replay, parent: _comparison(0.0))
-    share = 0.6  # a blend asked for, not the default one
-    config = TrainConfig(steps=4, patch=128, val_every=2, blend=share)
+    share, finest = 0.6, 0.3  # a blend asked for, not the default one
+    config = TrainConfig(steps=4, patch=128, val_every=2, blend=share, blend_finest=finest)
     result = run(FineTune(parent, samples, config, device="cpu").run())
-    assert [s for _, s, _ in made] == [share, share] and all(start is parent for start, _, _ in made)
+    assert [s for _, s, _ in made] == [(share, finest)] * 2 and all(start is parent for start, _, _ in made)
     assert len(judged) == 2 and all(a is b for a, (_, _, b) in zip(judged, made))  # each run's, on its held-out image
-    assert result.improved and result.blend == share and not result.pulled_back
+    assert result.improved and (result.blend, result.blend_finest) == (share, finest) and not result.pulled_back
     expected = average_models(judged).network.state_dict()
     torch.testing.assert_close(result.model.network.state_dict(), expected)
-    assert result.model.config.provenance["blend"] == share
+    assert result.model.config.provenance["blend"] == share and result.model.config.provenance["blend_finest"] == finest
     assert result.verdict().startswith("adopted: better")
 
 
@@ -514,7 +546,7 @@ def test_a_fine_tune_that_forgot_is_pulled_back_to_half_its_share_and_checked_ag
     monkeypatch.setattr(FineTune, "_user_check", user_check)
     monkeypatch.setattr(FineTune, "_forgetting_check", forgetting_check)
     updates = []
-    config = TrainConfig(steps=4, patch=128, val_every=2, blend=0.5)
+    config = TrainConfig(steps=4, patch=128, val_every=2, blend=0.5, blend_finest=0.3)
     result = run(FineTune(parent, samples, config, device="cpu").run(), updates.append)
     assert any(isinstance(u, Stage) and "25% of the way from the parent" in u.name for u in updates)
     blended, closer = checked
@@ -531,4 +563,5 @@ def test_a_fine_tune_that_forgot_is_pulled_back_to_half_its_share_and_checked_ag
     else:
         assert result.model is result.finetuned and result.finetuned.network is closer.network
         assert result.blend == 0.25 and result.pulled_back and result.finetuned.config.provenance["blend"] == 0.25
+        assert result.blend_finest == config.blend_finest / 2 == result.finetuned.config.provenance["blend_finest"]
         assert result.verdict().startswith("adopted 25% of the way from the parent to the fine-tune")

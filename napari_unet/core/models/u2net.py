@@ -145,6 +145,14 @@ class U2Net(nn.Module):
         self.sides = nn.ModuleList(nn.Conv2d(c, out_channels, 3, padding=1) for c in side_channels)
         self.fuse = nn.Conv2d(len(side_channels) * out_channels, out_channels, 1)
 
+    def finest_layers(self, levels: int = 2) -> tuple[str, ...]:
+        """Name prefixes of the parameters of the ``levels`` finest decoder stages, of their side outputs and of
+        the fusion: the layers that turn features into each pixel's classes."""
+        n = len(self.decoder)
+        first = max(0, n - levels)
+        return (tuple(f"decoder.{i}." for i in range(first, n)) + tuple(f"sides.{i + 1}." for i in range(first, n))
+                + ("fuse.",))
+
     def output_size(self, n: int) -> int:
         """Side of the output for an input of side ``n`` (``n``); ValueError if not a multiple of 32."""
         return same_size_output(n, self.size_multiple)

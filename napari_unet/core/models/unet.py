@@ -108,6 +108,11 @@ class UNet(nn.Module):
         """Input sizes (and tile offsets) must be multiples of this."""
         return 2**self.depth
 
+    def finest_layers(self, levels: int = 2) -> tuple[str, ...]:
+        """Name prefixes of the parameters of the expanding path's ``levels`` finest levels (full resolution,
+        half, ...) and of the head: the layers that turn features into each pixel's classes."""
+        return tuple(f"ups.{i}." for i in range(max(0, self.depth - levels), self.depth)) + ("head.",)
+
     @property
     def margin(self) -> int:
         """Pixels lost on each side of the input (0 for padded convolutions)."""

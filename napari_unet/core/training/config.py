@@ -128,6 +128,15 @@ class TrainConfig(BaseModel):
         "nuclei of another kind of image). The checks judge what is kept; one that forgot is pulled back to half "
         "of it",
     )
+    blend_finest: float | None = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="fine-tuning: how far the network's finest layers (a U-Net's two finest levels of the expanding "
+        "path and its head, which turn features into each pixel's classes) go from the parent's toward the "
+        "fine-tuned ones, the rest going blend of the way. They carry most of what a fine-tune changes on the "
+        "parent's own kind of image; None: blend of the way too",
+    )
     batch_norm: Literal["frozen", "train"] = Field(
         "frozen",
         description="fine-tuning: keep the parent's batch-norm statistics ('frozen'), or update them from the "

@@ -242,7 +242,8 @@ class FineTune:
         if not self.from_scratch:
             runs = [Model(m.network, m.config.model_copy(update={"sizing": sizing})) for m in runs]
         blend = 1.0 if self.from_scratch else cfg.blend
-        models = [toward(parent, m, blend) for m in runs] if blend < 1 else runs
+        finest = blend if self.from_scratch or cfg.blend_finest is None else cfg.blend_finest
+        models = [toward(parent, m, blend, finest) for m in runs] if min(blend, finest) < 1 else runs
         finetuned = _kept(models)
         user = forgetting = None
         pulled_back = False
@@ -259,14 +260,14 @@ class FineTune:
                 yield Stage(f"the fine-tune forgot some of what the parent knew: checking it {blend / 2:.0%} of the "
                             "way from the parent", time.perf_counter() - start)
                 with timed(timing, "checks"):
-                    closer = [toward(parent, m, blend / 2) for m in runs]
+                    closer = [toward(parent, m, blend / 2, finest / 2) for m in runs]
                     closer_model = _kept(closer)
                     closer_forgetting = self._forgetting_check(closer_model, replay, replay_parent)
                     if not forgot(closer_forgetting):
                         closer_user = self._user_check(closer, parent_val, parent_estimates if reuse else None)
                         if adopt(closer_user, closer_forgetting):
                             finetuned, user, forgetting = closer_model, closer_user, closer_forgetting
-                            blend, pulled_back = blend / 2, True
+                            blend, finest, pulled_back = blend / 2, finest / 2, True
             if not pulled_back:  # the verdict states the held-out gain of the model it judges
                 with timed(timing, "checks"):
                     user = self._user_check(models, parent_val, parent_estimates if reuse else None)
@@ -274,7 +275,7 @@ class FineTune:
             improved = results[0].improved if len(results) == 1 else None
         else:
             improved = adopt(user, forgetting) if steps else False
-        finetuned = _with_checks(finetuned, user, forgetting, len(results), steps, blend)
+        finetuned = _with_checks(finetuned, user, forgetting, len(results), steps, blend, finest)
         seconds = time.perf_counter() - start
         timing["preparation"] = max(0.0, seconds - sum(timing.values()))
         self.result = TrainResult(
@@ -293,6 +294,7 @@ class FineTune:
             folds=len(results),
             timing=timing,
             blend=blend,
+            blend_finest=finest,
             pulled_back=pulled_back,
         )
         return self.result
@@ -415,20 +417,35 @@ def average_models(models: list[Model]) -> Model:
     return Model(network.eval(), models[0].config)
 
 
-def toward(parent: Model, model: Model, share: float) -> Model:
+def toward(parent: Model, model: Model, share: float, finest: float | None = None) -> Model:
     """A model whose weights (and batch-norm statistics) are ``share`` of the way from ``parent``'s to ``model``'s
-    (same architecture), with ``model``'s config."""
+    (same architecture), with ``model``'s config; those of the network's finest layers (``finest_layers``, where
+    the network names them) ``finest`` of the way, when given."""
     start, end = parent.network.state_dict(), model.network.state_dict()
-    state = {k: start[k] + share * (v - start[k]) if v.is_floating_point() else v.clone() for k, v in end.items()}
+    prefixes = finest_layers(model.network) if finest is not None else ()
+
+    def share_of(key: str) -> float:
+        return finest if key.startswith(prefixes) else share
+
+    state = {k: start[k] + share_of(k) * (v - start[k]) if v.is_floating_point() else v.clone()
+             for k, v in end.items()}
     network = copy.deepcopy(model.network)
     network.load_state_dict(state)
     return Model(network.eval(), model.config)
 
 
+def finest_layers(network: torch.nn.Module) -> tuple[str, ...]:
+    """Name prefixes of the parameters of ``network``'s finest layers (see ``UNet.finest_layers``); none for a
+    network that does not name them (a bioimage.io model's), whose blend is then one share throughout."""
+    named = getattr(network, "finest_layers", None)
+    return tuple(named()) if callable(named) else ()
+
+
 def _with_checks(
-    model: Model, user: Comparison | None, forgetting: Comparison | None, folds: int, steps: int, blend: float
+    model: Model, user: Comparison | None, forgetting: Comparison | None, folds: int, steps: int, blend: float,
+    finest: float,
 ) -> Model:
-    provenance = dict(model.config.provenance, steps=steps, runs=folds, blend=blend)
+    provenance = dict(model.config.provenance, steps=steps, runs=folds, blend=blend, blend_finest=finest)
     provenance["check"] = {
         "held_out": user.as_dict() if user else None,
         "forgetting": forgetting.as_dict() if forgetting else None,

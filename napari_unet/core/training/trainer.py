@@ -98,6 +98,7 @@ class TrainResult:
     folds: int = 1
     timing: dict[str, float] = field(default_factory=dict)
     blend: float = 1.0  # how far ``finetuned``'s weights are from the parent's toward the fine-tune's (TrainConfig.blend)
+    blend_finest: float = 1.0  # and those of its finest layers (TrainConfig.blend_finest)
     pulled_back: bool = False  # ``blend`` is half the one asked for: further along, the fine-tune forgot
 
     def verdict(self) -> str:
