@@ -221,7 +221,7 @@ def main() -> None:
                     "tag": args.tag, "settings": overrides | replay_set, "minutes": minutes, "seed": seed,
                     "preparation": own, "corrected": corrected, "steps": result.steps,
                     "seconds": result.seconds, "timing": result.timing, "adopted": bool(result.improved),
-                    "blend": result.blend, "pulled_back": result.pulled_back,
+                    "blend": result.blend, "blend_finest": result.blend_finest, "pulled_back": result.pulled_back,
                     "check": result.finetuned.config.provenance.get("check"),
                     "scores": scores(result.finetuned, prep, dsb_ids),
                 }
