@@ -28,6 +28,14 @@ fine-tune gained more on the preparation's other images (+0.045 AP@0.5
 against +0.031), but held-out images of the parent's own kind lost 0.021 after one
 of them, and at most 0.015 after the blends
 (``benchmarks/finetune_transfer.py``, docs/benchmarks.md).
+The network's finest layers (``TrainConfig.blend_finest``: a U-Net's two finest
+levels of the expanding path and its head, 2% of the default's weights) go only half
+of the way. They carry most of what the benchmark's tissue-section fine-tunes cost
+on images of other kinds, and part of every gain: on its 24 two-minute runs,
+held-out images of the parent's kind lost 0.014 at worst instead of 0.022, another
+preparation 0.016 instead of 0.026, and the preparation's other images gained
++0.040 instead of +0.048 (``benchmarks/finetune_blends.py --finest`` rebuilds saved
+fine-tunes at other shares).
 
 Then that model and its parent are compared on the replay check and on the
 held-out corrections (:mod:`.check`), and the parent stays in use unless the
