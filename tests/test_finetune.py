@@ -311,13 +311,12 @@ def test_a_blend_can_keep_the_finest_layers_nearer_the_parent():
 
 def test_finest_layers_are_the_last_levels_of_each_seed_network():
     u2net = U2Net(1, 3)
-    names = [n for n, _ in u2net.named_parameters()]
+    n = len(u2net.decoder)
     finest = finest_layers(u2net)
-    last = len(u2net.decoder) - 1
-    assert {n.split(".")[0] + "." + n.split(".")[1] for n in names if n.startswith(finest) and n[0] != "f"} == {
-        f"decoder.{last - 1}", f"decoder.{last}", f"sides.{last}", f"sides.{last + 1}"}
-    assert any(n.startswith("fuse.") for n in names) and not any(n.startswith(("encoder.",)) for n in names
-                                                                  if n.startswith(finest))
+    assert finest == (f"decoder.{n - 2}.", f"decoder.{n - 1}.", f"sides.{n - 1}.", f"sides.{n}.", "fuse.")
+    names = [name for name, _ in u2net.named_parameters()]
+    assert all(any(name.startswith(p) for name in names) for p in finest)  # each names real layers
+    assert not any(name.startswith(finest) for name in names if name.startswith("encoder."))
     assert finest_layers(torch.nn.Conv2d(1, 3, 3)) == ()  # a network that names none: one share throughout
 
 

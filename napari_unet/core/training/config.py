@@ -134,8 +134,8 @@ class TrainConfig(BaseModel):
         le=1,
         description="fine-tuning: how far the network's finest layers (a U-Net's two finest levels of the expanding "
         "path and its head, which turn features into each pixel's classes) go from the parent's toward the "
-        "fine-tuned ones, the rest going blend of the way. They carry most of what a fine-tune changes on the "
-        "parent's own kind of image; None: blend of the way too",
+        "fine-tuned ones, the rest going blend of the way. They carry most of what the transfer benchmark's "
+        "fine-tunes cost on other kinds of images, and part of their gain; None: blend of the way too",
     )
     batch_norm: Literal["frozen", "train"] = Field(
         "frozen",
